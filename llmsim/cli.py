@@ -1,0 +1,211 @@
+"""The ``llmsim`` command line: run, validate, hardware, models."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from llmsim.engine import Simulation, build_replica
+from llmsim.errors import LlmsimError
+from llmsim.hardware import list_hardware
+from llmsim.models import list_models
+from llmsim.result import SimulationResult
+from llmsim.scenario import Scenario, load_scenario
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Simulate LLM serving: latency and throughput of models, GPUs and batching policies.",
+)
+out_console = Console()
+err_console = Console(stderr=True)
+
+ScenarioArg = Annotated[
+    Path, typer.Argument(help="Scenario YAML file.", show_default=False, dir_okay=False)
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        "-s",
+        help="Override a field by dotted path, e.g. --set workload.rate=12 "
+        "--set policy.max_num_seqs=64. Repeatable.",
+    ),
+]
+
+
+def _fail(exc: LlmsimError) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=2)
+
+
+def _load(path: Path, overrides: list[str] | None) -> Scenario:
+    return load_scenario(path, overrides or None)
+
+
+@app.command()
+def run(
+    scenario: ScenarioArg,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Folder for requests.parquet, steps.parquet, "
+                     "summary.json (default: runs/<scenario name>)."),
+    ] = None,
+    overrides: SetOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Run a scenario, print its summary and write its tables."""
+    try:
+        sc = _load(scenario, overrides)
+        sim = Simulation(sc)
+    except LlmsimError as exc:
+        raise _fail(exc) from None
+    if quiet or not sys.stderr.isatty():
+        result = sim.run()
+    else:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:,}/{task.total:,} requests"),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task(f"simulating {sc.name}", total=len(sim.stream))
+            result = sim.run(progress=lambda done, total: bar.update(task, completed=done))
+    folder = out if out is not None else Path("runs") / sc.name
+    paths = result.save(folder)
+    print_summary(result)
+    out_console.print(f"wrote {', '.join(p.name for p in paths.values())} to {folder}/")
+
+
+def print_summary(result: SimulationResult) -> None:
+    """The run summary as rich tables."""
+    s = result.summary
+    sc = result.scenario
+    kv = result.kv[0]
+    out_console.print(
+        f"[bold]{sc.name}[/]: {sc.model} on {sc.tensor_parallel}x {sc.hardware}, "
+        f"policy {sc.policy.kind}, {int(s['num_requests']):,} requests, seed {sc.seed}"
+    )
+    lat = Table(title="Latency (ms)", title_justify="left")
+    lat.add_column("metric")
+    for col in ("mean", "p50", "p90", "p99"):
+        lat.add_column(col, justify="right")
+    labels = {
+        "ttft": "TTFT",
+        "tpot": "TPOT",
+        "itl": "ITL",
+        "e2el": "E2E latency",
+        "queue": "queueing",
+    }
+    frame = result.summary_frame
+    for name, row in frame.iterrows():
+        lat.add_row(labels[str(name)], *(f"{row[c]:,.1f}" for c in ("mean", "p50", "p90", "p99")))
+    out_console.print(lat)
+    thr = Table(title="Throughput and resources", title_justify="left", show_header=False)
+    thr.add_column("metric")
+    thr.add_column("value", justify="right")
+    rows = [
+        ("completed / rejected", f"{int(s['completed']):,} / {int(s['rejected']):,}"),
+        ("duration (simulated)", f"{s['duration_s']:,.1f} s"),
+        ("request throughput", f"{s['request_throughput']:,.2f} req/s"),
+        ("output token throughput", f"{s['output_throughput']:,.0f} tok/s"),
+        ("total token throughput", f"{s['total_token_throughput']:,.0f} tok/s"),
+        ("mean batch size (all / decode steps)",
+         f"{s['mean_batch_size']:,.1f} / {s['mean_decode_batch_size']:,.1f}"),
+        ("KV cache (blocks x tokens)", f"{kv.num_blocks:,} x {kv.block_size}"),
+        ("KV usage (mean / max)", f"{s['mean_kv_usage']:.1%} / {s['max_kv_usage']:.1%}"),
+        ("preemptions", f"{int(s['preemptions']):,}"),
+    ]
+    if "goodput" in s:
+        rows.append(("goodput (within SLOs)",
+                     f"{s['goodput']:,.2f} req/s ({s['slo_attainment']:.1%})"))
+    for k, v in rows:
+        thr.add_row(k, v)
+    out_console.print(thr)
+    if s["rejected"]:
+        err_console.print(
+            f"[yellow]warning:[/] {int(s['rejected'])} requests were rejected: longer than "
+            "engine.max_model_len, the token budget or the KV cache allows"
+        )
+
+
+@app.command()
+def validate(scenario: ScenarioArg, overrides: SetOpt = None) -> None:
+    """Check a scenario (fields, names, memory fit) without running it."""
+    try:
+        sc = _load(scenario, overrides)
+        rep = build_replica(sc)
+    except LlmsimError as exc:
+        raise _fail(exc) from None
+    kv = rep.kv
+    out_console.print(
+        f"{scenario}: ok - {sc.model} on {sc.tensor_parallel}x {sc.hardware}: weights "
+        f"{kv.weights / 1e9:.1f} GB/GPU, KV cache {kv.num_blocks:,} blocks "
+        f"({kv.tokens:,} tokens)"
+    )
+
+
+@app.command()
+def hardware() -> None:
+    """List the hardware profiles."""
+    t = Table(title="Hardware profiles")
+    for col, just in [
+        ("name", "left"), ("memory GiB", "right"), ("HBM TB/s", "right"),
+        ("bf16 TFLOP/s", "right"), ("fp8 TFLOP/s", "right"), ("link", "left"),
+        ("$/GPU-h", "right"), ("source", "left"),
+    ]:
+        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    for hw in list_hardware():
+        fp8 = hw.peak_tflops.get("fp8")
+        t.add_row(
+            hw.name,
+            f"{hw.memory_gib:g}",
+            f"{hw.memory_bandwidth_tbps:g}",
+            f"{hw.peak_tflops.get('bf16', hw.peak_tflops.get('fp16', 0)):g}",
+            f"{fp8:g}" if fp8 else "-",
+            f"{hw.interconnect.kind} {hw.interconnect.bandwidth_gbps:g} GB/s",
+            f"{hw.price_per_gpu_hour_usd:.2f}",
+            "calibrated" if hw.calibrated else "datasheet",
+        )
+    out_console.print(t)
+
+
+@app.command()
+def models() -> None:
+    """List the model catalog."""
+    t = Table(title="Model catalog")
+    for col, just in [
+        ("name", "left"), ("params B", "right"), ("active B", "right"), ("layers", "right"),
+        ("hidden", "right"), ("heads/kv", "right"), ("attention", "left"),
+        ("KV KiB/token", "right"), ("weights", "left"),
+    ]:
+        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    for m in list_models():
+        t.add_row(
+            m.name,
+            f"{m.num_params / 1e9:.1f}",
+            f"{m.num_active_params / 1e9:.1f}",
+            str(m.num_layers),
+            str(m.hidden_size),
+            f"{m.num_heads}/{m.num_kv_heads}",
+            m.attention.upper() + (" + MoE" if m.moe else ""),
+            f"{m.kv_bytes_per_token / 1024:g}",
+            m.weight_dtype,
+        )
+    out_console.print(t)
+
+
+def main() -> None:  # pragma: no cover - entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

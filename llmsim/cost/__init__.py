@@ -1,0 +1,23 @@
+"""Step-time models: what one forward pass of a batch costs on a replica."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from llmsim.cost.base import BatchShape, CostModel
+from llmsim.cost.constant import ConstantConfig, ConstantCostModel
+from llmsim.cost.roofline import RooflineConfig, RooflineCostModel
+
+CostConfig = Annotated[RooflineConfig | ConstantConfig, Field(discriminator="kind")]
+
+__all__ = [
+    "BatchShape",
+    "ConstantConfig",
+    "ConstantCostModel",
+    "CostConfig",
+    "CostModel",
+    "RooflineConfig",
+    "RooflineCostModel",
+]

@@ -1,0 +1,134 @@
+"""GPU hardware profiles, read from ``hardware_profiles/*.yaml``.
+
+A profile holds datasheet figures: peak dense FLOP/s per data type, HBM capacity and bandwidth,
+GPU-to-GPU interconnect and PCIe bandwidth, and an on-demand price. Cost models turn these into
+step times; calibration (when present) adds the achieved fractions measured on real kernels.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from llmsim.config_io import load_model_file, shipped_dir
+from llmsim.errors import UnknownNameError, did_you_mean
+
+DType = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4"]
+
+GiB = 1024**3
+
+
+class Interconnect(BaseModel):
+    """The link between GPUs of one server, used by tensor-parallel collectives."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["nvlink", "infinity-fabric", "pcie"]
+    bandwidth_gbps: float = Field(
+        gt=0, description="Per-GPU bandwidth in one direction, GB/s (1e9 bytes/s)."
+    )
+    latency_us: float = Field(
+        default=8.0, ge=0, description="Fixed latency of one small collective, microseconds."
+    )
+
+
+class HardwareProfile(BaseModel):
+    """One GPU model's datasheet figures."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    aliases: tuple[str, ...] = ()
+    vendor: Literal["NVIDIA", "AMD", "Intel", "Google", "other"]
+    memory_gib: float = Field(gt=0, description="Device memory, GiB.")
+    memory_bandwidth_tbps: float = Field(gt=0, description="HBM/GDDR bandwidth, TB/s (1e12).")
+    peak_tflops: dict[DType, float] = Field(
+        description="Peak dense (no sparsity) TFLOP/s by data type."
+    )
+    interconnect: Interconnect
+    pcie_bandwidth_gbps: float = Field(
+        gt=0, description="Host link bandwidth, one direction, GB/s."
+    )
+    price_per_gpu_hour_usd: float = Field(ge=0, description="On-demand cloud price, USD.")
+    max_gpus_per_node: int = Field(default=8, ge=1)
+    calibrated: bool = Field(
+        default=False, description="True when efficiency factors were fitted on measurements."
+    )
+
+    @model_validator(mode="after")
+    def _needs_half_precision(self) -> HardwareProfile:
+        if "bf16" not in self.peak_tflops and "fp16" not in self.peak_tflops:
+            raise ValueError("peak_tflops needs at least a bf16 or fp16 entry")
+        for dtype, value in self.peak_tflops.items():
+            if value <= 0:
+                raise ValueError(f"peak_tflops.{dtype} must be > 0")
+        return self
+
+    @property
+    def memory_bytes(self) -> float:
+        return self.memory_gib * GiB
+
+    @property
+    def memory_bandwidth(self) -> float:
+        """Bytes per second."""
+        return self.memory_bandwidth_tbps * 1e12
+
+    def peak_flops(self, dtype: str) -> float:
+        """Peak FLOP/s for a data type, falling back to the closest wider type available."""
+        order = {
+            "fp4": ("fp4", "fp8", "bf16", "fp16"),
+            "fp8": ("fp8", "int8", "bf16", "fp16"),
+            "int8": ("int8", "fp8", "bf16", "fp16"),
+            "bf16": ("bf16", "fp16"),
+            "fp16": ("fp16", "bf16"),
+            "tf32": ("tf32", "bf16", "fp16"),
+            "fp32": ("fp32", "tf32", "bf16", "fp16"),
+        }
+        for candidate in order.get(dtype, (dtype, "bf16", "fp16")):
+            if candidate in self.peak_tflops:
+                return self.peak_tflops[candidate] * 1e12  # type: ignore[index]
+        raise KeyError(dtype)  # unreachable: the validator guarantees bf16 or fp16
+
+
+def profiles_dir() -> Path:
+    return shipped_dir("hardware_profiles")
+
+
+@cache
+def _catalog() -> dict[str, HardwareProfile]:
+    profiles: dict[str, HardwareProfile] = {}
+    for path in sorted(profiles_dir().glob("*.yaml")):
+        hw = load_model_file(HardwareProfile, path)
+        profiles[hw.name] = hw
+    return profiles
+
+
+def hardware_names() -> list[str]:
+    """Names of all shipped hardware profiles."""
+    return list(_catalog())
+
+
+def list_hardware() -> list[HardwareProfile]:
+    """All shipped hardware profiles, sorted by name."""
+    return list(_catalog().values())
+
+
+def get_hardware(name: str, *, source: str | None = None, field: str = "hardware") -> HardwareProfile:
+    """A shipped profile by name or alias (case-insensitive), or a YAML file path."""
+    catalog = _catalog()
+    key = name.lower()
+    for hw in catalog.values():
+        if key == hw.name.lower() or key in (a.lower() for a in hw.aliases):
+            return hw
+    if name.endswith((".yaml", ".yml")):
+        return load_model_file(HardwareProfile, Path(name))
+    names = list(catalog) + [a for hw in catalog.values() for a in hw.aliases]
+    raise UnknownNameError(
+        f"unknown hardware '{name}'{did_you_mean(name, names)}; "
+        f"valid: {', '.join(catalog)} (or a path to a profile .yaml)",
+        source=source,
+        field=field,
+    )

@@ -1,0 +1,142 @@
+"""KV-cache capacity and the paged block pool.
+
+Capacity follows what vLLM does at start-up: of each GPU's memory, take the fraction
+``gpu_memory_utilization``; subtract the weights' share, the peak activations of a full batch
+and the runtime's own memory (CUDA context, graphs, communicator buffers); what remains,
+divided by the KV bytes of one token on one GPU, is the cache in tokens, cut into blocks.
+A scenario may instead give the block count a real engine printed (``kv_blocks``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llmsim.errors import DoesNotFitError
+from llmsim.hardware import GiB, HardwareProfile
+from llmsim.models import ModelSpec
+
+RUNTIME_RESERVE_BYTES = 1.0 * GiB
+"""CUDA context, CUDA graphs and NCCL buffers per GPU: an estimate (0.5-1.5 GiB is typical)."""
+
+
+@dataclass(frozen=True, slots=True)
+class KVBudget:
+    """How one replica's GPU memory is divided, per GPU, in bytes."""
+
+    memory: float
+    usable: float
+    weights: float
+    activations: float
+    runtime: float
+    kv_bytes_per_token: float
+    block_size: int
+    num_blocks: int
+
+    @property
+    def kv_bytes(self) -> float:
+        return self.usable - self.weights - self.activations - self.runtime
+
+    @property
+    def tokens(self) -> int:
+        return self.num_blocks * self.block_size
+
+
+def activation_bytes(model: ModelSpec, tp: int, max_batched_tokens: int, max_seqs: int) -> float:
+    """Peak activation memory of the largest step, per GPU (an estimate of vLLM's profile run).
+
+    Hidden states, the QKV output and the MLP intermediate of ``max_batched_tokens`` tokens,
+    plus fp32 logits for ``max_seqs`` sequences.
+    """
+    h = model.hidden_size
+    ffn = model.moe.expert_ffn_size * model.moe.experts_per_token if model.moe else model.ffn_size
+    qkv = (model.q_width + 2 * model.num_kv_heads * model.head_dim) / tp
+    per_token = (4 * h + qkv + 2 * ffn / tp) * 2  # bf16
+    logits = max_seqs * model.vocab_size / tp * 4
+    return max_batched_tokens * per_token + logits
+
+
+def kv_budget(
+    model: ModelSpec,
+    hardware: HardwareProfile,
+    tp: int,
+    *,
+    gpu_memory_utilization: float,
+    block_size: int,
+    max_batched_tokens: int,
+    max_seqs: int,
+    num_blocks: int | None = None,
+    source: str | None = None,
+) -> KVBudget:
+    """KV capacity of one replica, or DoesNotFitError with the numbers when it has none."""
+    memory = hardware.memory_bytes
+    usable = memory * gpu_memory_utilization
+    weights = model.weight_bytes / tp
+    acts = activation_bytes(model, tp, max_batched_tokens, max_seqs)
+    per_token = model.kv_bytes_per_token_per_gpu(tp)
+    if weights > usable:
+        raise DoesNotFitError(
+            f"{model.name} does not fit: weights {weights / 1e9:.1f} GB per GPU > usable memory "
+            f"{usable / 1e9:.1f} GB ({hardware.name}, {hardware.memory_gib:g} GiB x "
+            f"gpu_memory_utilization {gpu_memory_utilization:g}) at tensor_parallel={tp}; "
+            "use more GPUs, a larger GPU or lower-precision weights",
+            source=source,
+            field="model",
+        )
+    free = usable - weights - acts - RUNTIME_RESERVE_BYTES
+    if num_blocks is None:
+        num_blocks = int(max(free, 0.0) // (per_token * block_size))
+        if num_blocks == 0:
+            raise DoesNotFitError(
+                f"{model.name} leaves no room for a KV cache on {hardware.name} at "
+                f"tensor_parallel={tp}: weights {weights / 1e9:.1f} GB + activations "
+                f"{acts / 1e9:.1f} GB + runtime {RUNTIME_RESERVE_BYTES / 1e9:.1f} GB > usable "
+                f"memory {usable / 1e9:.1f} GB; use more GPUs or lower max_num_batched_tokens",
+                source=source,
+                field="model",
+            )
+    return KVBudget(
+        memory=memory,
+        usable=usable,
+        weights=weights,
+        activations=acts,
+        runtime=RUNTIME_RESERVE_BYTES,
+        kv_bytes_per_token=per_token,
+        block_size=block_size,
+        num_blocks=num_blocks,
+    )
+
+
+def blocks_for(tokens: int, block_size: int) -> int:
+    """Blocks that hold ``tokens`` tokens."""
+    return -(-tokens // block_size)
+
+
+class BlockPool:
+    """Counts of a paged KV cache's blocks (which block holds what is not needed yet).
+
+    ``watermark`` blocks are kept free when admitting new requests, as vLLM does, so that
+    running requests can still grow without an immediate preemption.
+    """
+
+    __slots__ = ("total", "used", "watermark", "peak")
+
+    def __init__(self, total: int, watermark: float = 0.01) -> None:
+        self.total = total
+        self.used = 0
+        self.watermark = int(total * watermark)
+        self.peak = 0
+
+    @property
+    def free(self) -> int:
+        return self.total - self.used
+
+    def can_admit(self, blocks: int) -> bool:
+        return self.total - self.used - blocks >= self.watermark
+
+    def allocate(self, blocks: int) -> None:
+        self.used += blocks
+        if self.used > self.peak:
+            self.peak = self.used
+
+    def release(self, blocks: int) -> None:
+        self.used -= blocks

@@ -1,0 +1,292 @@
+"""Per-request and per-step records, their DataFrames, and the run summary.
+
+Metric definitions follow the serving benchmarks (vLLM's ``benchmark_serving``, MLPerf):
+
+* TTFT: first token time minus arrival.
+* TPOT: per request, ``(E2E - TTFT) / (output tokens - 1)``; requests with one output token have
+  none. Summary statistics are over requests.
+* ITL: every gap between consecutive tokens of a request, pooled over requests. It is computed
+  exactly without storing a timestamp per token: while a request decodes, its gap at a decode
+  step is the time since the replica's previous decode step, so the pooled gaps are the decode
+  steps' gaps weighted by how many measured requests each step served (plus, per request, the
+  gap to its first decode step and the gap across each preemption).
+* E2E latency: finish minus arrival.
+* Throughput: over the measurement window. Without warm-up/cool-down the window runs from the
+  first arrival to the last finish (vLLM's benchmark duration).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmsim.policies.base import Plan, StepStats
+from llmsim.request import Request, Status
+
+PERCENTILES = (50, 90, 99)
+
+
+class MetricsConfig(BaseModel):
+    """Scenario section ``metrics``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    warmup_s: float = Field(default=0.0, ge=0, description="Exclude requests arriving earlier.")
+    cooldown_s: float = Field(
+        default=0.0, ge=0, description="Exclude the last seconds before the final finish."
+    )
+    slo_ttft_ms: float | None = Field(default=None, gt=0, description="Goodput TTFT target.")
+    slo_tpot_ms: float | None = Field(default=None, gt=0, description="Goodput TPOT target.")
+
+
+class StepLog:
+    """Column lists of per-step records, appended by the engine."""
+
+    def __init__(self) -> None:
+        self.replica: list[int] = []
+        self.start: list[float] = []
+        self.duration: list[float] = []
+        self.batch_size: list[int] = []
+        self.prefill_tokens: list[int] = []
+        self.decode_tokens: list[int] = []
+        self.sampled_tokens: list[int] = []
+        self.kv_blocks: list[int] = []
+        self.num_waiting: list[int] = []
+        self.num_running: list[int] = []
+
+    def record(
+        self, replica: int, start: float, durations: list[float], plan: Plan, stats: StepStats
+    ) -> None:
+        k = len(durations)
+        shape = plan.shape
+        if k == 1:
+            self.start.append(start)
+        else:
+            t = start
+            starts = []
+            for d in durations:
+                starts.append(t)
+                t += d
+            self.start.extend(starts)
+        self.duration.extend(durations)
+        self.replica.extend([replica] * k)
+        self.batch_size.extend([shape.seqs] * k)
+        self.prefill_tokens.extend([shape.prefill_tokens] * k)
+        self.decode_tokens.extend([shape.decode_seqs] * k)
+        self.sampled_tokens.extend([shape.sampled_seqs] * k)
+        self.kv_blocks.extend(stats.kv_blocks)
+        self.num_waiting.extend([stats.num_waiting] * k)
+        self.num_running.extend([stats.num_running] * k)
+
+    def frame(self, kv_total: Sequence[int]) -> pd.DataFrame:
+        df = pd.DataFrame(
+            {
+                "replica": np.asarray(self.replica, dtype=np.int32),
+                "start": np.asarray(self.start, dtype=float),
+                "duration": np.asarray(self.duration, dtype=float),
+                "batch_size": np.asarray(self.batch_size, dtype=np.int32),
+                "prefill_tokens": np.asarray(self.prefill_tokens, dtype=np.int64),
+                "decode_tokens": np.asarray(self.decode_tokens, dtype=np.int32),
+                "sampled_tokens": np.asarray(self.sampled_tokens, dtype=np.int32),
+                "kv_blocks": np.asarray(self.kv_blocks, dtype=np.int64),
+                "num_waiting": np.asarray(self.num_waiting, dtype=np.int32),
+                "num_running": np.asarray(self.num_running, dtype=np.int32),
+            }
+        )
+        df["end"] = df["start"] + df["duration"]
+        totals = np.asarray(kv_total, dtype=float)
+        df["kv_usage"] = df["kv_blocks"] / totals[df["replica"].to_numpy()]
+        return df
+
+
+def requests_frame(requests: Sequence[Request]) -> pd.DataFrame:
+    """One row per request, sorted by id, with its latency metrics in seconds."""
+    rs = sorted(requests, key=lambda r: r.id)
+    df = pd.DataFrame(
+        {
+            "request_id": np.fromiter((r.id for r in rs), np.int64, len(rs)),
+            "replica": np.fromiter((r.replica for r in rs), np.int32, len(rs)),
+            "status": pd.Categorical(
+                [r.status.name.lower() for r in rs],
+                categories=[s.name.lower() for s in Status],
+            ),
+            "arrival": np.fromiter((r.arrival for r in rs), float, len(rs)),
+            "first_scheduled": np.fromiter((r.first_scheduled for r in rs), float, len(rs)),
+            "first_token": np.fromiter((r.first_token for r in rs), float, len(rs)),
+            "finish": np.fromiter((r.finish for r in rs), float, len(rs)),
+            "prompt_tokens": np.fromiter((r.prompt_tokens for r in rs), np.int64, len(rs)),
+            "output_tokens": np.fromiter((r.num_output for r in rs), np.int64, len(rs)),
+            "preemptions": np.fromiter((r.preemptions for r in rs), np.int32, len(rs)),
+            "queue_time": np.fromiter((r.queue_time for r in rs), float, len(rs)),
+        }
+    )
+    done = df["status"] == "finished"
+    for col in ("first_scheduled", "first_token", "finish"):
+        df.loc[df[col] < 0, col] = np.nan
+    df["ttft"] = (df["first_token"] - df["arrival"]).where(done)
+    df["e2e"] = (df["finish"] - df["arrival"]).where(done)
+    gen = (df["output_tokens"] - 1).where(df["output_tokens"] > 1)
+    df["tpot"] = ((df["e2e"] - df["ttft"]) / gen).where(done)
+    return df
+
+
+@dataclass(frozen=True)
+class Weighted:
+    """A sample given as distinct values with integer weights (a compressed multiset)."""
+
+    values: np.ndarray
+    weights: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return int(self.weights.sum())
+
+    def mean(self) -> float:
+        n = self.weights.sum()
+        return float(np.dot(self.values, self.weights) / n) if n else float("nan")
+
+    def percentile(self, q: float) -> float:
+        """Equal to ``np.percentile(np.repeat(values, weights), q)`` (linear method)."""
+        n = int(self.weights.sum())
+        if n == 0:
+            return float("nan")
+        order = np.argsort(self.values, kind="stable")
+        v = self.values[order]
+        cum = np.cumsum(self.weights[order])
+        h = (n - 1) * q / 100.0
+        lo = int(np.floor(h))
+        hi = min(lo + 1, n - 1)
+        x_lo = v[np.searchsorted(cum, lo, side="right")]
+        x_hi = v[np.searchsorted(cum, hi, side="right")]
+        return float(x_lo + (h - lo) * (x_hi - x_lo))
+
+
+def inter_token_gaps(
+    requests: Sequence[Request], decode_ends: Sequence[np.ndarray]
+) -> Weighted:
+    """All inter-token gaps of ``requests``, pooled. ``decode_ends[i]`` holds the end times of
+    replica i's decode steps, indexed by its decode-step counter."""
+    values: list[np.ndarray] = []
+    weights: list[np.ndarray] = []
+    extra: list[float] = []
+    by_replica: dict[int, list[Request]] = {}
+    for r in requests:
+        by_replica.setdefault(r.replica, []).append(r)
+    for replica, rs in by_replica.items():
+        ends = decode_ends[replica]
+        cover = np.zeros(len(ends) + 1, dtype=np.int64)
+        starts: list[int] = []
+        stops: list[int] = []
+        for r in rs:
+            extra.extend(r.extra_gaps)
+            for s, e, emit in r.segments:
+                if e > s:
+                    extra.append(float(ends[s]) - emit)
+                    if e - s >= 2:
+                        starts.append(s + 1)
+                        stops.append(e)
+        np.add.at(cover, np.asarray(starts, dtype=np.int64), 1)
+        np.add.at(cover, np.asarray(stops, dtype=np.int64), -1)
+        w = np.cumsum(cover[:-1])
+        if len(ends) > 1:
+            values.append(np.diff(ends))
+            weights.append(w[1:])
+    values.append(np.asarray(extra, dtype=float))
+    weights.append(np.ones(len(extra), dtype=np.int64))
+    v = np.concatenate(values)
+    w = np.concatenate(weights)
+    keep = w > 0
+    return Weighted(v[keep], w[keep])
+
+
+def _stats(name: str, seconds: np.ndarray | Weighted, out: dict[str, float]) -> None:
+    """mean / median / p90 / p99 in milliseconds, with vLLM's key names."""
+    if isinstance(seconds, Weighted):
+        out[f"mean_{name}_ms"] = seconds.mean() * 1e3
+        for p in PERCENTILES:
+            key = "median" if p == 50 else f"p{p}"
+            out[f"{key}_{name}_ms"] = seconds.percentile(p) * 1e3
+        return
+    x = seconds[~np.isnan(seconds)]
+    if x.size == 0:
+        out[f"mean_{name}_ms"] = float("nan")
+        for p in PERCENTILES:
+            out[f"{'median' if p == 50 else f'p{p}'}_{name}_ms"] = float("nan")
+        return
+    out[f"mean_{name}_ms"] = float(x.mean()) * 1e3
+    for p, v in zip(PERCENTILES, np.percentile(x, PERCENTILES), strict=True):
+        out[f"{'median' if p == 50 else f'p{p}'}_{name}_ms"] = float(v) * 1e3
+
+
+def summarize(
+    requests: pd.DataFrame,
+    steps: pd.DataFrame,
+    itl: Weighted,
+    window: tuple[float, float],
+    cfg: MetricsConfig,
+) -> dict[str, float]:
+    """The run summary: counts, throughput over ``window``, latency statistics."""
+    lo, hi = window
+    length = max(hi - lo, 1e-12)
+    measured = requests[(requests["arrival"] >= lo) & (requests["arrival"] <= hi)]
+    done = measured[measured["status"] == "finished"]
+    fin_in = requests[(requests["finish"] >= lo) & (requests["finish"] <= hi)]
+    fin_in = fin_in[fin_in["status"] == "finished"]
+    st_in = steps[(steps["end"] > lo) & (steps["end"] <= hi)]
+    out_tokens = float(st_in["sampled_tokens"].sum())
+    s: dict[str, float] = {
+        "num_requests": float(len(requests)),
+        "completed": float((requests["status"] == "finished").sum()),
+        "rejected": float((requests["status"] == "rejected").sum()),
+        "measured_requests": float(len(done)),
+        "duration_s": float(length),
+        "request_throughput": len(fin_in) / length,
+        "output_throughput": out_tokens / length,
+        "total_token_throughput": (float(fin_in["prompt_tokens"].sum()) + out_tokens) / length,
+        "total_input_tokens": float(done["prompt_tokens"].sum()),
+        "total_output_tokens": float(done["output_tokens"].sum()),
+    }
+    _stats("ttft", done["ttft"].to_numpy(), s)
+    _stats("tpot", done["tpot"].to_numpy(), s)
+    _stats("itl", itl, s)
+    _stats("e2el", done["e2e"].to_numpy(), s)
+    _stats("queue", done["queue_time"].to_numpy(), s)
+    if cfg.slo_ttft_ms is not None or cfg.slo_tpot_ms is not None:
+        ok = np.ones(len(done), dtype=bool)
+        if cfg.slo_ttft_ms is not None:
+            ok &= (done["ttft"] * 1e3 <= cfg.slo_ttft_ms).to_numpy()
+        if cfg.slo_tpot_ms is not None:
+            ok &= (done["tpot"].fillna(0.0) * 1e3 <= cfg.slo_tpot_ms).to_numpy()
+        s["goodput"] = float(ok.sum()) / length
+        s["slo_attainment"] = float(ok.mean()) if len(ok) else float("nan")
+    dur = steps["duration"].to_numpy()
+    busy = float(dur.sum())
+    s["num_steps"] = float(len(steps))
+    s["mean_batch_size"] = float(steps["batch_size"].mean()) if len(steps) else 0.0
+    dec = steps[steps["decode_tokens"] > 0]
+    s["mean_decode_batch_size"] = float(dec["decode_tokens"].mean()) if len(dec) else 0.0
+    s["mean_kv_usage"] = float(np.dot(steps["kv_usage"], dur) / busy) if busy else 0.0
+    s["max_kv_usage"] = float(steps["kv_usage"].max()) if len(steps) else 0.0
+    s["preemptions"] = float(requests["preemptions"].sum())
+    return s
+
+
+SUMMARY_ROWS = ("ttft", "tpot", "itl", "e2el", "queue")
+
+
+def summary_frame(summary: dict[str, float]) -> pd.DataFrame:
+    """Latency metrics as a table: one row per metric, columns mean / p50 / p90 / p99 (ms)."""
+    rows = {
+        name: {
+            "mean": summary[f"mean_{name}_ms"],
+            "p50": summary[f"median_{name}_ms"],
+            "p90": summary[f"p90_{name}_ms"],
+            "p99": summary[f"p99_{name}_ms"],
+        }
+        for name in SUMMARY_ROWS
+    }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("metric (ms)")

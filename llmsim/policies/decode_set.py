@@ -1,0 +1,110 @@
+"""The running requests of a replica that are in steady decode, advanced in O(1) per step.
+
+Every decode step computes one token for every member. Instead of touching each request every
+step, the set keeps a decode-step counter ``D`` and, per request, the offset ``c`` such that its
+computed-token count is ``c + D``. Aggregates answer what a step needs without a loop:
+
+* context attended by the step: ``sum(c + D + 1) = sum_c + n * (D + 1)``;
+* KV blocks the step must allocate: requests whose computed count is a multiple of the block
+  size, i.e. those with ``c % block_size == -D % block_size`` (a count per residue);
+* the next request to finish: a heap keyed by the counter value at which it produces its last
+  token.
+
+A request's own counters are brought up to date only when it finishes or is preempted.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+from llmsim.request import Request
+
+
+class DecodeSet:
+    __slots__ = ("block_size", "counter", "n", "sum_c", "residue", "heap", "members", "_seq")
+
+    def __init__(self, block_size: int) -> None:
+        self.block_size = block_size
+        self.counter = 0
+        self.n = 0
+        self.sum_c = 0
+        self.residue = [0] * block_size
+        self.heap: list[tuple[int, int, Request]] = []
+        self.members: dict[int, Request] = {}  # join sequence -> request, in join order
+        self._seq = 0
+
+    def join(self, r: Request) -> None:
+        """Add a request whose last sampled token is not yet computed."""
+        c = r.num_computed - self.counter
+        r.lazy_offset = c
+        r.finish_decode = self.counter + r.max_output_tokens - r.num_output
+        self._seq += 1
+        self.members[self._seq] = r
+        heapq.heappush(self.heap, (r.finish_decode, self._seq, r))
+        self.n += 1
+        self.sum_c += c
+        self.residue[c % self.block_size] += 1
+
+    def _remove(self, r: Request) -> None:
+        self.n -= 1
+        self.sum_c -= r.lazy_offset
+        self.residue[r.lazy_offset % self.block_size] -= 1
+        r.num_computed = r.lazy_offset + self.counter
+        r.num_output = r.num_computed + 1 - r.prompt_tokens
+
+    @property
+    def context(self) -> int:
+        """Tokens attended by the next decode step (sum over members)."""
+        return self.sum_c + self.n * (self.counter + 1)
+
+    def blocks_needed(self, ahead: int = 0) -> int:
+        """New KV blocks the decode step ``ahead`` steps from now must allocate."""
+        return self.residue[(-(self.counter + ahead)) % self.block_size]
+
+    def steps_to_finish(self) -> int:
+        """Decode steps until the next member produces its last token (>= 1)."""
+        heap = self.heap
+        while heap and heap[0][1] not in self.members:
+            heapq.heappop(heap)
+        return heap[0][0] - self.counter
+
+    def steps_within(self, free_blocks: int, limit: int) -> int:
+        """How many of the next ``limit`` steps can run on ``free_blocks`` blocks (>= 0)."""
+        # Each member needs one block per block_size steps: a cheap sufficient check first.
+        if free_blocks >= self.n * -(-limit // self.block_size):
+            return limit
+        need = 0
+        for j in range(limit):
+            need += self.residue[(-(self.counter + j)) % self.block_size]
+            if need > free_blocks:
+                return j
+        return limit
+
+    def advance(self, steps: int) -> list[int]:
+        """Run ``steps`` decode steps; return the blocks allocated at each."""
+        bs = self.block_size
+        res = self.residue
+        d = self.counter
+        allocs = [res[(-(d + j)) % bs] for j in range(steps)]
+        self.counter = d + steps
+        return allocs
+
+    def pop_finished(self) -> list[Request]:
+        """Members whose last token was produced by the step just advanced past."""
+        done: list[Request] = []
+        heap = self.heap
+        while heap and heap[0][0] <= self.counter:
+            _, seq, r = heapq.heappop(heap)
+            if self.members.pop(seq, None) is not None:
+                self._remove(r)
+                done.append(r)
+        return done
+
+    def pop_last(self) -> Request:
+        """Remove the most recently joined member (the preemption victim) and return it."""
+        _, r = self.members.popitem()
+        self._remove(r)
+        return r
+
+    def __len__(self) -> int:
+        return self.n

@@ -1,0 +1,93 @@
+"""A request and its token accounting.
+
+One rule covers every phase (the vLLM v1 model): a request has ``num_tokens`` (prompt plus
+tokens generated so far) and ``num_computed_tokens`` (tokens whose KV is in the cache). Each
+step a policy grants a request some tokens to compute; when the computed count catches up with
+``num_tokens`` the step samples one new token. Prefill grants the whole prompt, decode grants
+one token, a chunked prefill grants part of the prompt, a prefix-cache hit counts tokens as
+computed for free, and a preemption by recompute resets the computed count to zero.
+
+Requests in steady decode are tracked lazily by their replica (see ``policies.decode_set``):
+their counts are brought up to date only when something happens to them, so a step costs O(1)
+Python work however many requests it serves.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Status(IntEnum):
+    WAITING = 0
+    RUNNING = 1
+    FINISHED = 2
+    REJECTED = 3
+
+
+class Request:
+    """One inference request and what happened to it."""
+
+    __slots__ = (
+        "id",
+        "arrival",
+        "prompt_tokens",
+        "max_output_tokens",
+        "num_output",
+        "num_computed",
+        "status",
+        "replica",
+        "first_scheduled",
+        "first_token",
+        "last_emit",
+        "finish",
+        "preemptions",
+        "queue_enter",
+        "queue_time",
+        "seg_start_decode",
+        "seg_emit",
+        "segments",
+        "extra_gaps",
+        "lazy_offset",
+        "finish_decode",
+    )
+
+    def __init__(self, rid: int, arrival: float, prompt_tokens: int, output_tokens: int) -> None:
+        self.id = rid
+        self.arrival = arrival
+        self.prompt_tokens = prompt_tokens
+        self.max_output_tokens = output_tokens
+        self.num_output = 0
+        self.num_computed = 0
+        self.status = Status.WAITING
+        self.replica = -1
+        self.first_scheduled = -1.0
+        self.first_token = -1.0
+        self.last_emit = -1.0
+        self.finish = -1.0
+        self.preemptions = 0
+        self.queue_enter = arrival
+        self.queue_time = 0.0  # total time spent waiting (first wait and after preemptions)
+        # Decode spans, for exact inter-token-latency accounting without a timestamp per
+        # token: each span is (first decode step index, one past the last), in the replica's
+        # count of decode steps. Gaps not covered by a span are kept in ``extra_gaps``.
+        self.seg_start_decode = -1
+        self.seg_emit = -1.0  # time of the token that opened the current span
+        self.segments: list[tuple[int, int]] = []
+        self.extra_gaps: list[float] = []
+        self.lazy_offset = 0  # num_computed - decode step counter, while in lazy decode
+        self.finish_decode = -1  # decode counter at which the last token is produced
+
+    @property
+    def num_tokens(self) -> int:
+        """Prompt plus generated tokens."""
+        return self.prompt_tokens + self.num_output
+
+    @property
+    def remaining_output(self) -> int:
+        return self.max_output_tokens - self.num_output
+
+    def __repr__(self) -> str:
+        return (
+            f"Request(id={self.id}, arrival={self.arrival:.4f}, prompt={self.prompt_tokens}, "
+            f"output={self.num_output}/{self.max_output_tokens}, status={self.status.name})"
+        )

@@ -1,0 +1,74 @@
+"""What a simulation returns, and how it is written to disk."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from llmsim.kv_cache import KVBudget
+from llmsim.metrics import summary_frame
+from llmsim.scenario import Scenario
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """Tables and summary of one run.
+
+    ``requests``: one row per request; ``steps``: one row per engine step (all replicas);
+    ``summary``: flat dict of metrics with the names serving benchmarks use (``mean_ttft_ms``,
+    ``p99_itl_ms``, ``request_throughput``...).
+    """
+
+    scenario: Scenario
+    requests: pd.DataFrame
+    steps: pd.DataFrame
+    summary: dict[str, float]
+    kv: list[KVBudget] = field(default_factory=list)
+
+    @property
+    def summary_frame(self) -> pd.DataFrame:
+        """Latency metrics as rows (ttft, tpot, itl, e2el, queue) x (mean, p50, p90, p99), ms."""
+        return summary_frame(self.summary)
+
+    def save(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write requests.parquet, steps.parquet, summary.json and scenario.yaml atomically."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {
+            "requests": out / "requests.parquet",
+            "steps": out / "steps.parquet",
+            "summary": out / "summary.json",
+            "scenario": out / "scenario.yaml",
+        }
+        _atomic(paths["requests"], lambda p: self.requests.to_parquet(p, index=False))
+        _atomic(paths["steps"], lambda p: self.steps.to_parquet(p, index=False))
+        text = json.dumps(_json_ready(self.summary), indent=2, sort_keys=True) + "\n"
+        _atomic(paths["summary"], lambda p: Path(p).write_text(text, encoding="utf-8"))
+        scenario_text = self.scenario.to_yaml()
+        _atomic(paths["scenario"], lambda p: Path(p).write_text(scenario_text, encoding="utf-8"))
+        return paths
+
+
+def _json_ready(summary: dict[str, float]) -> dict[str, Any]:
+    """NaN is not JSON: write it as null."""
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}
+
+
+def _atomic(path: Path, write: Callable[[str], object]) -> None:
+    """Write to a temporary file in the same folder, then rename over ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
