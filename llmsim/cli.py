@@ -157,13 +157,16 @@ def validate(scenario: ScenarioArg, overrides: SetOpt = None) -> None:
 def hardware() -> None:
     """List the hardware profiles."""
     t = Table(title="Hardware profiles")
+    profiles = list_hardware()
+    # Names are what users type: never truncate them, even on a narrow or piped console.
+    t.add_column("name", no_wrap=True, min_width=max(len(hw.name) for hw in profiles))
     for col, just in [
-        ("name", "left"), ("memory GiB", "right"), ("HBM TB/s", "right"),
+        ("memory GiB", "right"), ("HBM TB/s", "right"),
         ("bf16 TFLOP/s", "right"), ("fp8 TFLOP/s", "right"), ("link", "left"),
         ("$/GPU-h", "right"), ("source", "left"),
     ]:
         t.add_column(col, justify=just)  # type: ignore[arg-type]
-    for hw in list_hardware():
+    for hw in profiles:
         fp8 = hw.peak_tflops.get("fp8")
         t.add_row(
             hw.name,
@@ -182,13 +185,15 @@ def hardware() -> None:
 def models() -> None:
     """List the model catalog."""
     t = Table(title="Model catalog")
+    specs = list_models()
+    t.add_column("name", no_wrap=True, min_width=max(len(m.name) for m in specs))
     for col, just in [
-        ("name", "left"), ("params B", "right"), ("active B", "right"), ("layers", "right"),
+        ("params B", "right"), ("active B", "right"), ("layers", "right"),
         ("hidden", "right"), ("heads/kv", "right"), ("attention", "left"),
         ("KV KiB/token", "right"), ("weights", "left"),
     ]:
         t.add_column(col, justify=just)  # type: ignore[arg-type]
-    for m in list_models():
+    for m in specs:
         t.add_row(
             m.name,
             f"{m.num_params / 1e9:.1f}",

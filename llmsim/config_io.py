@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from llmsim.errors import ConfigError
+from llmsim.errors import ConfigError, did_you_mean
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -31,12 +31,16 @@ def read_yaml(path: str | Path) -> Any:
         raise ConfigError(f"invalid YAML: {problem}", source=str(p), field=where) from None
 
 
-def first_error(exc: ValidationError, source: str | None) -> ConfigError:
-    """Condense pydantic's report into a ConfigError for its first problem."""
+def first_error(exc: ValidationError, source: str | None, data: Any = None) -> ConfigError:
+    """Condense pydantic's report into a ConfigError for its first problem.
+
+    ``data`` (the validated input) lets the field be named by its path in the file: pydantic
+    puts the tag of a discriminated union in the location (``workload.arrival.poisson.rate``);
+    the file, and ``--set``, spell it ``workload.arrival.rate``.
+    """
     err = exc.errors(include_url=False)[0]
-    loc = [str(p) for p in err.get("loc", ()) if not str(p).startswith("function-")]
-    # Discriminated unions put the tag in the location ("policy.continuous.x"); keep it: it
-    # tells the user which variant was being validated.
+    raw = [p for p in err.get("loc", ()) if not str(p).startswith("function-")]
+    loc, variant = _file_path(raw, data)
     field = ".".join(loc) or None
     kind = err.get("type", "")
     value = err.get("input")
@@ -50,11 +54,48 @@ def first_error(exc: ValidationError, source: str | None) -> ConfigError:
             msg = f"unknown field '{name}' in {parent}"
         elif field:
             msg = f"unknown field '{field}'"
+        if variant:
+            msg += f" (kind '{variant}')"
         return ConfigError(msg, source=source, field=field)
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        ctx = err.get("ctx") or {}
+        disc = str(ctx.get("discriminator", "kind")).strip("'\"")
+        field = f"{field}.{disc}" if field else disc
+        if kind == "union_tag_not_found":
+            return ConfigError("required field is missing", source=source, field=field)
+        tag = str(ctx.get("tag", ""))
+        expected = [t.strip().strip("'\"") for t in str(ctx.get("expected_tags", "")).split(",")]
+        expected = [t for t in expected if t]
+        return ConfigError(
+            f"unknown {disc} '{tag}'{did_you_mean(tag, expected)}; valid: {', '.join(expected)}",
+            source=source,
+            field=field,
+        )
     if kind == "missing":
         return ConfigError("required field is missing", source=source, field=field)
     shown = _short(value)
+    if isinstance(value, str) and shown in msg:  # the message already quotes the value
+        return ConfigError(msg, source=source, field=field)
     return ConfigError(f"{msg} (got {shown})", source=source, field=field)
+
+
+def _file_path(loc: list[Any], data: Any) -> tuple[list[str], str | None]:
+    """Drop discriminated-union tags from a pydantic location; also return the last tag."""
+    out: list[str] = []
+    variant = None
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part not in node and node.get("kind") == part:
+            variant = str(part)
+            continue
+        out.append(str(part))
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return out, variant
 
 
 def _short(value: Any) -> str:
@@ -71,7 +112,7 @@ def validate_data(model: type[M], data: Any, source: str | None) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise first_error(exc, source) from None
+        raise first_error(exc, source, data) from None
 
 
 def load_model_file(model: type[M], path: str | Path) -> M:

@@ -181,7 +181,7 @@ class Simulation:
         itl = inter_token_gaps(measured, ends)
         summary = summarize(req_df, steps_df, itl, window, mcfg)
         return SimulationResult(
-            self.scenario, req_df, steps_df, summary, [rep.kv for rep in self.replicas]
+            self.scenario, req_df, steps_df, summary, [rep.kv for rep in self.replicas], itl
         )
 
 

@@ -145,6 +145,10 @@ class Weighted:
     def count(self) -> int:
         return int(self.weights.sum())
 
+    def expand(self) -> np.ndarray:
+        """Every sample, sorted (memory grows with the count: for small runs and tests)."""
+        return np.sort(np.repeat(self.values, self.weights))
+
     def mean(self) -> float:
         n = self.weights.sum()
         return float(np.dot(self.values, self.weights) / n) if n else float("nan")

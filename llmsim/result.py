@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from llmsim.kv_cache import KVBudget
-from llmsim.metrics import summary_frame
+from llmsim.metrics import Weighted, summary_frame
 from llmsim.scenario import Scenario
 
 
@@ -24,7 +24,8 @@ class SimulationResult:
 
     ``requests``: one row per request; ``steps``: one row per engine step (all replicas);
     ``summary``: flat dict of metrics with the names serving benchmarks use (``mean_ttft_ms``,
-    ``p99_itl_ms``, ``request_throughput``...).
+    ``p99_itl_ms``, ``request_throughput``...); ``itl``: the pooled inter-token gaps of the
+    measured requests, in seconds, as distinct values with counts.
     """
 
     scenario: Scenario
@@ -32,6 +33,7 @@ class SimulationResult:
     steps: pd.DataFrame
     summary: dict[str, float]
     kv: list[KVBudget] = field(default_factory=list)
+    itl: Weighted | None = None
 
     @property
     def summary_frame(self) -> pd.DataFrame:

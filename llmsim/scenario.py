@@ -80,6 +80,13 @@ class Scenario(BaseModel):
             )
         return self
 
+    def __eq__(self, other: object) -> bool:
+        # Equal settings make equal scenarios, wherever they were read from: pydantic's
+        # default would also compare the private ``_source``.
+        if not isinstance(other, Scenario):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
     @property
     def source(self) -> str:
         """Where the scenario came from: its file, or '<scenario>' when built in Python."""

@@ -1,0 +1,132 @@
+"""A deliberately naive re-implementation of the continuous-batching schedule.
+
+No lazy decode set, no multi-step runs, no SimPy: every step loops over every request and
+records a timestamp per token. The engine must agree with it on every request's timeline and
+on the pooled inter-token gaps.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from llmsim.cost.base import BatchShape, CostModel
+
+
+@dataclass
+class RefRequest:
+    id: int
+    arrival: float
+    prompt: int
+    max_out: int
+    computed: int = 0
+    output: int = 0
+    emits: list[float] = field(default_factory=list)
+    first_scheduled: float = -1.0
+    preemptions: int = 0
+    status: str = "waiting"
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt + self.output
+
+
+def blocks(tokens: int, bs: int) -> int:
+    return -(-tokens // bs)
+
+
+def reference_run(
+    arrivals: list[float],
+    prompts: list[int],
+    outputs: list[int],
+    cost: CostModel,
+    *,
+    total_blocks: int,
+    block_size: int,
+    max_seqs: int,
+    budget: int,
+    watermark: float,
+    max_model_len: int,
+) -> list[RefRequest]:
+    reqs = [RefRequest(i, a, p, o) for i, (a, p, o) in enumerate(zip(arrivals, prompts, outputs))]
+    wm = int(total_blocks * watermark)
+    used = 0
+    waiting: deque[RefRequest] = deque()
+    running: list[RefRequest] = []
+    t = 0.0
+    nxt = 0
+    done = 0
+    n = len(reqs)
+    while done < n:
+        while nxt < n and reqs[nxt].arrival <= t:
+            r = reqs[nxt]
+            nxt += 1
+            total = r.prompt + r.max_out
+            if total > max_model_len or r.prompt > budget or blocks(total, block_size) > total_blocks - wm:
+                r.status = "rejected"
+                done += 1
+            else:
+                waiting.append(r)
+        # prefill-first admission
+        chunks: list[RefRequest] = []
+        left = budget
+        while waiting:
+            r = waiting[0]
+            need = r.tokens - r.computed
+            b = blocks(need, block_size)
+            if need > left or len(running) + len(chunks) >= max_seqs:
+                break
+            if total_blocks - used - b < wm:
+                break
+            waiting.popleft()
+            used += b
+            left -= need
+            if r.first_scheduled < 0:
+                r.first_scheduled = t
+            chunks.append(r)
+        if chunks:
+            shape = BatchShape.prefill([(r.tokens - r.computed, r.computed) for r in chunks])
+            t += cost.step_time(shape)
+            for r in chunks:
+                r.computed = r.tokens
+                r.output += 1
+                r.emits.append(t)
+                if r.output == r.max_out:
+                    r.status = "finished"
+                    used -= blocks(r.computed, block_size)
+                    done += 1
+                else:
+                    running.append(r)
+            continue
+        if not running:
+            if nxt < n:
+                t = max(t, reqs[nxt].arrival)
+            continue
+        # decode every running request; preempt the latest admitted while blocks are short
+        while True:
+            need = sum(1 for r in running if r.computed % block_size == 0)
+            if need <= total_blocks - used:
+                break
+            victim = running.pop()
+            used -= blocks(victim.computed, block_size)
+            victim.computed = 0
+            victim.preemptions += 1
+            waiting.appendleft(victim)
+        if not running:
+            continue
+        used += need
+        shape = BatchShape.decode(len(running), sum(r.computed + 1 for r in running))
+        t += cost.step_time(shape)
+        still = []
+        for r in running:
+            r.computed += 1
+            r.output += 1
+            r.emits.append(t)
+            if r.output == r.max_out:
+                r.status = "finished"
+                used -= blocks(r.computed, block_size)
+                done += 1
+            else:
+                still.append(r)
+        running = still
+    return reqs
