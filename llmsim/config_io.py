@@ -22,13 +22,18 @@ def read_yaml(path: str | Path) -> Any:
         raise ConfigError("file not found", source=str(p)) from None
     except OSError as exc:
         raise ConfigError(f"cannot read file ({exc.strerror})", source=str(p)) from None
+    return parse_yaml(text, str(p))
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Parse YAML text; a syntax error becomes a one-line ConfigError naming the line."""
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else None
         problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise ConfigError(f"invalid YAML: {problem}", source=str(p), field=where) from None
+        raise ConfigError(f"invalid YAML: {problem}", source=source, field=where) from None
 
 
 def first_error(exc: ValidationError, source: str | None, data: Any = None) -> ConfigError:

@@ -17,13 +17,15 @@ Metric definitions follow the serving benchmarks (vLLM's ``benchmark_serving``, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmsim.cost.base import BatchShape
 from llmsim.policies.base import Plan, StepStats
 from llmsim.request import Request, Status
 
@@ -44,57 +46,49 @@ class MetricsConfig(BaseModel):
 
 
 class StepLog:
-    """Column lists of per-step records, appended by the engine."""
+    """Per-step records, appended by the engine: one tuple per event, expanded to one row per
+    step when the table is built (a run of decode steps shares everything but its durations
+    and KV usage)."""
 
     def __init__(self) -> None:
-        self.replica: list[int] = []
-        self.start: list[float] = []
-        self.duration: list[float] = []
-        self.batch_size: list[int] = []
-        self.prefill_tokens: list[int] = []
-        self.decode_tokens: list[int] = []
-        self.sampled_tokens: list[int] = []
-        self.kv_blocks: list[int] = []
-        self.num_waiting: list[int] = []
-        self.num_running: list[int] = []
+        self._runs: list[tuple[int, float, list[float], BatchShape, StepStats]] = []
 
     def record(
         self, replica: int, start: float, durations: list[float], plan: Plan, stats: StepStats
     ) -> None:
-        k = len(durations)
-        shape = plan.shape
-        if k == 1:
-            self.start.append(start)
-        else:
-            t = start
-            starts = []
-            for d in durations:
-                starts.append(t)
-                t += d
-            self.start.extend(starts)
-        self.duration.extend(durations)
-        self.replica.extend([replica] * k)
-        self.batch_size.extend([shape.seqs] * k)
-        self.prefill_tokens.extend([shape.prefill_tokens] * k)
-        self.decode_tokens.extend([shape.decode_seqs] * k)
-        self.sampled_tokens.extend([shape.sampled_seqs] * k)
-        self.kv_blocks.extend(stats.kv_blocks)
-        self.num_waiting.extend([stats.num_waiting] * k)
-        self.num_running.extend([stats.num_running] * k)
+        self._runs.append((replica, start, durations, plan.shape, stats))
+
+    def __len__(self) -> int:
+        return sum(len(r[2]) for r in self._runs)
 
     def frame(self, kv_total: Sequence[int]) -> pd.DataFrame:
+        runs = self._runs
+        counts = np.fromiter((len(r[2]) for r in runs), np.int64, len(runs))
+        n = int(counts.sum())
+
+        def per_run(values: Iterable[float], dtype: type) -> np.ndarray:
+            return np.repeat(np.fromiter(values, dtype, len(runs)), counts)
+
+        duration = np.fromiter(chain.from_iterable(r[2] for r in runs), float, n)
+        # start of each step: its run's start plus the durations before it within the run
+        run_first = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        offsets = np.cumsum(duration) - duration
+        offsets -= np.repeat(offsets[run_first] if n else offsets, counts)
+        start = per_run((r[1] for r in runs), float) + offsets
         df = pd.DataFrame(
             {
-                "replica": np.asarray(self.replica, dtype=np.int32),
-                "start": np.asarray(self.start, dtype=float),
-                "duration": np.asarray(self.duration, dtype=float),
-                "batch_size": np.asarray(self.batch_size, dtype=np.int32),
-                "prefill_tokens": np.asarray(self.prefill_tokens, dtype=np.int64),
-                "decode_tokens": np.asarray(self.decode_tokens, dtype=np.int32),
-                "sampled_tokens": np.asarray(self.sampled_tokens, dtype=np.int32),
-                "kv_blocks": np.asarray(self.kv_blocks, dtype=np.int64),
-                "num_waiting": np.asarray(self.num_waiting, dtype=np.int32),
-                "num_running": np.asarray(self.num_running, dtype=np.int32),
+                "replica": per_run((r[0] for r in runs), np.int32),
+                "start": start,
+                "duration": duration,
+                "batch_size": per_run((r[3].seqs for r in runs), np.int32),
+                "prefill_tokens": per_run((r[3].prefill_tokens for r in runs), np.int64),
+                "decode_tokens": per_run((r[3].decode_seqs for r in runs), np.int32),
+                "sampled_tokens": per_run((r[3].sampled_seqs for r in runs), np.int32),
+                "kv_blocks": np.fromiter(
+                    chain.from_iterable(r[4].kv_blocks for r in runs), np.int64, n
+                ),
+                "num_waiting": per_run((r[4].num_waiting for r in runs), np.int32),
+                "num_running": per_run((r[4].num_running for r in runs), np.int32),
             }
         )
         df["end"] = df["start"] + df["duration"]

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from llmsim.config_io import read_yaml, validate_data
+from llmsim.config_io import parse_yaml, read_yaml, validate_data
 from llmsim.cost import CostConfig, RooflineConfig
 from llmsim.errors import ConfigError, LlmsimError
 from llmsim.hardware import get_hardware
@@ -98,11 +98,7 @@ class Scenario(BaseModel):
 
     @classmethod
     def from_yaml(cls, text: str, source: str = "<yaml>") -> Scenario:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"invalid YAML: {exc}", source=source) from None
-        return _validate(data, source)
+        return _validate(parse_yaml(text, source), source)
 
     def with_overrides(self, overrides: dict[str, Any] | list[str]) -> Scenario:
         """A copy with dotted-path fields replaced, validated again."""

@@ -34,9 +34,12 @@ class BatchShape:
     @staticmethod
     def prefill(chunks: list[tuple[int, int]], sampled: int | None = None) -> BatchShape:
         """A prefill-only batch from (new tokens, cached tokens) pairs."""
-        q_sum = sum(q for q, _ in chunks)
-        pairs = sum(q * (p + (q + 1) / 2) for q, p in chunks)
-        kv = sum(q + p for q, p in chunks)
+        q_sum = kv = 0
+        pairs = 0.0
+        for q, p in chunks:
+            q_sum += q
+            kv += q + p
+            pairs += q * (p + (q + 1) / 2)
         n = len(chunks)
         return BatchShape(
             prefill_tokens=q_sum,

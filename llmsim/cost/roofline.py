@@ -97,6 +97,7 @@ class RooflineCostModel:
         # Decode attention is linear in total context: time = layers * (slope * ctx + launch).
         self._decode_attn_slope = model.num_layers * max(decode_pair, decode_byte)
         self._decode_base: dict[int, float] = {}
+        self._linear_cache: dict[int, float] = {}
 
     # --- structure -------------------------------------------------------------------------
 
@@ -152,7 +153,11 @@ class RooflineCostModel:
         return self.link_lat + 2.0 * (self.tp - 1) / self.tp * nbytes / self.link_bw
 
     def _linear_layers(self, tokens: int) -> float:
-        """Everything but attention, for all layers, plus the LM head is priced separately."""
+        """Every layer's projections, MLP or experts and all-reduces (attention and the LM
+        head are priced separately). Cached by token count."""
+        cached = self._linear_cache.get(tokens)
+        if cached is not None:
+            return cached
         attn_proj = self._gemm(tokens, self._dense_gemms[0]) + self._gemm(
             tokens, self._dense_gemms[1]
         )
@@ -163,6 +168,7 @@ class RooflineCostModel:
         total = self.model.num_layers * per_layer + self._dense_mlp_layers * dense_mlp
         if self._moe_layers:
             total += self._moe_layers * self._moe(tokens)
+        self._linear_cache[tokens] = total
         return total
 
     def _attention(self, shape: BatchShape) -> float:

@@ -12,6 +12,7 @@ goes back to the front of the queue, to be prefilled again with the tokens it ha
 from __future__ import annotations
 
 from collections import deque
+from itertools import accumulate
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -173,6 +174,7 @@ class ContinuousPolicy:
         end = start + durations[0]
         ds = self.decode
         running = ds.n + len(plan.prefills)
+        used = self.pool.used  # during the step, before finished requests free their blocks
         for r, granted in plan.prefills:
             r.num_computed += granted
             r.num_output += 1
@@ -187,21 +189,16 @@ class ContinuousPolicy:
                 r.seg_start_decode = ds.counter
                 r.seg_emit = end
                 ds.join(r)
-        return StepStats([self.pool.used], len(self.waiting), running)
+        return StepStats([used], len(self.waiting), running)
 
     def _update_decode(self, start: float, durations: list[float]) -> StepStats:
         ds = self.decode
         pool = self.pool
         running = ds.n
-        kv: list[int] = []
-        used = pool.used
-        for blocks in ds.advance(len(durations)):
-            used += blocks
-            kv.append(used)
-        pool.allocate(used - pool.used)
-        end = start
-        for d in durations:
-            end += d
+        kv = list(accumulate(ds.advance(len(durations)), initial=pool.used))
+        del kv[0]
+        pool.allocate(kv[-1] - pool.used)
+        end = start + sum(durations)
         self.last_decode_end = end
         for r in ds.pop_finished():
             r.last_emit = end

@@ -85,9 +85,10 @@ class DecodeSet:
         bs = self.block_size
         res = self.residue
         d = self.counter
-        allocs = [res[(-(d + j)) % bs] for j in range(steps)]
         self.counter = d + steps
-        return allocs
+        if steps == 1:
+            return [res[-d % bs]]
+        return [res[-j % bs] for j in range(d, d + steps)]
 
     def pop_finished(self) -> list[Request]:
         """Members whose last token was produced by the step just advanced past."""
