@@ -49,16 +49,20 @@ def main() -> None:
     mean_batch = result.summary["mean_batch_size"]
     base = baseline_loop(steps, max(1, round(mean_batch)))
     s = result.summary
-    print(f"scenario: {scenario.model} on {scenario.hardware}, {args.requests:,} requests "
-          f"at {args.rate} req/s (served {s['request_throughput']:.2f} req/s, "
-          f"mean batch {mean_batch:.0f}, {steps:,} steps)")
+    print(
+        f"scenario: {scenario.model} on {scenario.hardware}, {args.requests:,} requests "
+        f"at {args.rate} req/s (served {s['request_throughput']:.2f} req/s, "
+        f"mean batch {mean_batch:.0f}, {steps:,} steps)"
+    )
     print(f"setup (sampling the workload): {t1 - t0:6.2f} s")
     print(f"simulation + tables + summary: {t2 - t1:6.2f} s")
     print(f"simulated requests per second: {args.requests / (t2 - t0):,.0f}")
     print(f"simulated steps per second:    {steps / (t2 - t0):,.0f}")
     print(f"peak memory (RSS):             {peak_mib:,.0f} MiB")
-    print(f"baseline per-token loop:       {base:6.2f} s  -> llmsim is "
-          f"{base / (t2 - t0):.1f}x the speed of touching every token once in Python")
+    print(
+        f"baseline per-token loop:       {base:6.2f} s  -> llmsim is "
+        f"{base / (t2 - t0):.1f}x the speed of touching every token once in Python"
+    )
 
 
 if __name__ == "__main__":

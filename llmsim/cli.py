@@ -54,8 +54,12 @@ def run(
     scenario: ScenarioArg,
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Folder for requests.parquet, steps.parquet, "
-                     "summary.json (default: runs/<scenario name>)."),
+        typer.Option(
+            "--out",
+            "-o",
+            help="Folder for requests.parquet, steps.parquet, "
+            "summary.json (default: runs/<scenario name>).",
+        ),
     ] = None,
     overrides: SetOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -118,15 +122,18 @@ def print_summary(result: SimulationResult) -> None:
         ("request throughput", f"{s['request_throughput']:,.2f} req/s"),
         ("output token throughput", f"{s['output_throughput']:,.0f} tok/s"),
         ("total token throughput", f"{s['total_token_throughput']:,.0f} tok/s"),
-        ("mean batch size (all / decode steps)",
-         f"{s['mean_batch_size']:,.1f} / {s['mean_decode_batch_size']:,.1f}"),
+        (
+            "mean batch size (all / decode steps)",
+            f"{s['mean_batch_size']:,.1f} / {s['mean_decode_batch_size']:,.1f}",
+        ),
         ("KV cache (blocks x tokens)", f"{kv.num_blocks:,} x {kv.block_size}"),
         ("KV usage (mean / max)", f"{s['mean_kv_usage']:.1%} / {s['max_kv_usage']:.1%}"),
         ("preemptions", f"{int(s['preemptions']):,}"),
     ]
     if "goodput" in s:
-        rows.append(("goodput (within SLOs)",
-                     f"{s['goodput']:,.2f} req/s ({s['slo_attainment']:.1%})"))
+        rows.append(
+            ("goodput (within SLOs)", f"{s['goodput']:,.2f} req/s ({s['slo_attainment']:.1%})")
+        )
     for k, v in rows:
         thr.add_row(k, v)
     out_console.print(thr)
@@ -161,9 +168,13 @@ def hardware() -> None:
     # Names are what users type: never truncate them, even on a narrow or piped console.
     t.add_column("name", no_wrap=True, min_width=max(len(hw.name) for hw in profiles))
     for col, just in [
-        ("memory GiB", "right"), ("HBM TB/s", "right"),
-        ("bf16 TFLOP/s", "right"), ("fp8 TFLOP/s", "right"), ("link", "left"),
-        ("$/GPU-h", "right"), ("source", "left"),
+        ("memory GiB", "right"),
+        ("HBM TB/s", "right"),
+        ("bf16 TFLOP/s", "right"),
+        ("fp8 TFLOP/s", "right"),
+        ("link", "left"),
+        ("$/GPU-h", "right"),
+        ("source", "left"),
     ]:
         t.add_column(col, justify=just)  # type: ignore[arg-type]
     for hw in profiles:
@@ -188,9 +199,14 @@ def models() -> None:
     specs = list_models()
     t.add_column("name", no_wrap=True, min_width=max(len(m.name) for m in specs))
     for col, just in [
-        ("params B", "right"), ("active B", "right"), ("layers", "right"),
-        ("hidden", "right"), ("heads/kv", "right"), ("attention", "left"),
-        ("KV KiB/token", "right"), ("weights", "left"),
+        ("params B", "right"),
+        ("active B", "right"),
+        ("layers", "right"),
+        ("hidden", "right"),
+        ("heads/kv", "right"),
+        ("attention", "left"),
+        ("KV KiB/token", "right"),
+        ("weights", "left"),
     ]:
         t.add_column(col, justify=just)  # type: ignore[arg-type]
     for m in specs:

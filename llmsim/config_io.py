@@ -111,9 +111,7 @@ def _short(value: Any) -> str:
 def validate_data(model: type[M], data: Any, source: str | None) -> M:
     """``model.model_validate(data)`` with errors as ConfigError."""
     if not isinstance(data, dict):
-        raise ConfigError(
-            f"expected a mapping of fields, got {type(data).__name__}", source=source
-        )
+        raise ConfigError(f"expected a mapping of fields, got {type(data).__name__}", source=source)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

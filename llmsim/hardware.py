@@ -89,7 +89,7 @@ class HardwareProfile(BaseModel):
         }
         for candidate in order.get(dtype, (dtype, "bf16", "fp16")):
             if candidate in self.peak_tflops:
-                return self.peak_tflops[candidate] * 1e12  # type: ignore[index]
+                return self.peak_tflops[candidate] * 1e12
         raise KeyError(dtype)  # unreachable: the validator guarantees bf16 or fp16
 
 
@@ -116,7 +116,9 @@ def list_hardware() -> list[HardwareProfile]:
     return list(_catalog().values())
 
 
-def get_hardware(name: str, *, source: str | None = None, field: str = "hardware") -> HardwareProfile:
+def get_hardware(
+    name: str, *, source: str | None = None, field: str = "hardware"
+) -> HardwareProfile:
     """A shipped profile by name or alias (case-insensitive), or a YAML file path."""
     catalog = _catalog()
     key = name.lower()

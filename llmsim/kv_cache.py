@@ -118,7 +118,7 @@ class BlockPool:
     running requests can still grow without an immediate preemption.
     """
 
-    __slots__ = ("total", "used", "watermark", "peak")
+    __slots__ = ("peak", "total", "used", "watermark")
 
     def __init__(self, total: int, watermark: float = 0.01) -> None:
         self.total = total

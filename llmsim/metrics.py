@@ -163,9 +163,7 @@ class Weighted:
         return float(x_lo + (h - lo) * (x_hi - x_lo))
 
 
-def inter_token_gaps(
-    requests: Sequence[Request], decode_ends: Sequence[np.ndarray]
-) -> Weighted:
+def inter_token_gaps(requests: Sequence[Request], decode_ends: Sequence[np.ndarray]) -> Weighted:
     """All inter-token gaps of ``requests``, pooled. ``decode_ends[i]`` holds the end times of
     replica i's decode steps, indexed by its decode-step counter."""
     values: list[np.ndarray] = []

@@ -206,9 +206,7 @@ class ModelSpec(BaseModel):
         if self.mla is not None:
             return self.kv_bytes_per_token
         heads_per_gpu = max(1, -(-self.num_kv_heads // tp))
-        return (
-            self.num_layers * 2 * heads_per_gpu * self.head_dim * self.kv_bytes_per_element
-        )
+        return self.num_layers * 2 * heads_per_gpu * self.head_dim * self.kv_bytes_per_element
 
 
 # --- catalog -----------------------------------------------------------------------------
@@ -268,7 +266,9 @@ def from_hf_config(path: str | Path, name: str | None = None) -> ModelSpec:
     except FileNotFoundError:
         raise ConfigError("file not found", source=str(p)) from None
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"invalid JSON: {exc.msg}", source=str(p), field=f"line {exc.lineno}") from None
+        raise ConfigError(
+            f"invalid JSON: {exc.msg}", source=str(p), field=f"line {exc.lineno}"
+        ) from None
     return validate_data(ModelSpec, hf_config_to_spec(cfg, name or p.parent.name or p.stem), str(p))
 
 

@@ -28,27 +28,27 @@ class Request:
     """One inference request and what happened to it."""
 
     __slots__ = (
-        "id",
         "arrival",
-        "prompt_tokens",
-        "max_output_tokens",
-        "num_output",
-        "num_computed",
-        "status",
-        "replica",
+        "extra_gaps",
+        "finish",
+        "finish_decode",
         "first_scheduled",
         "first_token",
+        "id",
         "last_emit",
-        "finish",
+        "lazy_offset",
+        "max_output_tokens",
+        "num_computed",
+        "num_output",
         "preemptions",
+        "prompt_tokens",
         "queue_enter",
         "queue_time",
-        "seg_start_decode",
+        "replica",
         "seg_emit",
+        "seg_start_decode",
         "segments",
-        "extra_gaps",
-        "lazy_offset",
-        "finish_decode",
+        "status",
     )
 
     def __init__(self, rid: int, arrival: float, prompt_tokens: int, output_tokens: int) -> None:
@@ -72,7 +72,7 @@ class Request:
         # count of decode steps. Gaps not covered by a span are kept in ``extra_gaps``.
         self.seg_start_decode = -1
         self.seg_emit = -1.0  # time of the token that opened the current span
-        self.segments: list[tuple[int, int]] = []
+        self.segments: list[tuple[int, int, float]] = []
         self.extra_gaps: list[float] = []
         self.lazy_offset = 0  # num_computed - decode step counter, while in lazy decode
         self.finish_decode = -1  # decode counter at which the last token is produced

@@ -123,7 +123,9 @@ def _move_rate_shorthand(data: Any) -> None:
         wl["arrival"] = {**wl["arrival"], "rate": wl.pop("rate")}
 
 
-def load_scenario(path: str | Path, overrides: dict[str, Any] | list[str] | None = None) -> Scenario:
+def load_scenario(
+    path: str | Path, overrides: dict[str, Any] | list[str] | None = None
+) -> Scenario:
     """Read and validate a scenario file, applying ``--set``-style overrides first."""
     data = read_yaml(path)
     if overrides:
@@ -147,7 +149,9 @@ def parse_override(item: str, source: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def apply_overrides(data: dict[str, Any], overrides: dict[str, Any] | list[str], source: str) -> None:
+def apply_overrides(
+    data: dict[str, Any], overrides: dict[str, Any] | list[str], source: str
+) -> None:
     """Set dotted paths in a raw scenario mapping, in place."""
     items = (
         [parse_override(o, source) for o in overrides]

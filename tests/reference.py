@@ -48,7 +48,10 @@ def reference_run(
     watermark: float,
     max_model_len: int,
 ) -> list[RefRequest]:
-    reqs = [RefRequest(i, a, p, o) for i, (a, p, o) in enumerate(zip(arrivals, prompts, outputs))]
+    reqs = [
+        RefRequest(i, a, p, o)
+        for i, (a, p, o) in enumerate(zip(arrivals, prompts, outputs, strict=True))
+    ]
     wm = int(total_blocks * watermark)
     used = 0
     waiting: deque[RefRequest] = deque()
@@ -62,7 +65,11 @@ def reference_run(
             r = reqs[nxt]
             nxt += 1
             total = r.prompt + r.max_out
-            if total > max_model_len or r.prompt > budget or blocks(total, block_size) > total_blocks - wm:
+            if (
+                total > max_model_len
+                or r.prompt > budget
+                or blocks(total, block_size) > total_blocks - wm
+            ):
                 r.status = "rejected"
                 done += 1
             else:

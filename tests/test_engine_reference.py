@@ -49,7 +49,10 @@ def _compare(scenario: llmsim.Scenario, stream: RequestStream) -> None:
     assert len(got) == len(ref_gaps)
     np.testing.assert_allclose(got, np.sort(ref_gaps), rtol=0, atol=1e-9)
     # tokens are conserved: every sampled token belongs to exactly one request's output
-    assert result.steps["sampled_tokens"].sum() == df.loc[df["status"] == "finished", "output_tokens"].sum()
+    assert (
+        result.steps["sampled_tokens"].sum()
+        == df.loc[df["status"] == "finished", "output_tokens"].sum()
+    )
     assert result.steps["kv_blocks"].max() <= rep.kv.num_blocks
     assert rep.policy.pool.used == 0
 
@@ -82,7 +85,11 @@ def test_engine_matches_reference(
     stream = RequestStream(
         arrival=np.cumsum(gaps), prompt_tokens=np.array(prompts), output_tokens=np.array(outputs)
     )
-    cost = llmsim.ConstantConfig(step_s=0.01, per_token_s=1e-5) if constant_cost else llmsim.RooflineConfig()
+    cost = (
+        llmsim.ConstantConfig(step_s=0.01, per_token_s=1e-5)
+        if constant_cost
+        else llmsim.RooflineConfig()
+    )
     scenario = make_scenario(
         engine=llmsim.EngineConfig(
             kv_blocks=kv_blocks * (16 // block_size if block_size < 16 else 1),
@@ -90,7 +97,9 @@ def test_engine_matches_reference(
             max_model_len=8192,
             cost=cost,
         ),
-        policy=llmsim.ContinuousConfig(max_num_seqs=max_seqs, max_num_batched_tokens=max(512, max_seqs)),
+        policy=llmsim.ContinuousConfig(
+            max_num_seqs=max_seqs, max_num_batched_tokens=max(512, max_seqs)
+        ),
     )
     _compare(scenario, stream)
 

@@ -15,9 +15,13 @@ STEP = 0.010
 
 def run(arrivals, prompts, outputs, **engine):  # type: ignore[no-untyped-def]
     stream = RequestStream(np.array(arrivals), np.array(prompts), np.array(outputs))
-    policy = engine.pop("policy", llmsim.ContinuousConfig(max_num_seqs=2, max_num_batched_tokens=64))
+    policy = engine.pop(
+        "policy", llmsim.ContinuousConfig(max_num_seqs=2, max_num_batched_tokens=64)
+    )
     scenario = make_scenario(
-        engine=llmsim.EngineConfig(cost=llmsim.ConstantConfig(step_s=STEP), max_model_len=64, **engine),
+        engine=llmsim.EngineConfig(
+            cost=llmsim.ConstantConfig(step_s=STEP), max_model_len=64, **engine
+        ),
         policy=policy,
     )
     return Simulation(scenario, stream).run()

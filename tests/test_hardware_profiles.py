@@ -212,7 +212,8 @@ def test_file_has_header_comment(path: Path) -> None:
 @pytest.mark.parametrize("path", PROFILE_FILES, ids=lambda p: p.name)
 def test_price_comment_names_basis(path: Path) -> None:
     price_lines = [
-        ln for ln in path.read_text(encoding="utf-8").splitlines()
+        ln
+        for ln in path.read_text(encoding="utf-8").splitlines()
         if ln.startswith("price_per_gpu_hour_usd:")
     ]
     assert len(price_lines) == 1

@@ -114,8 +114,14 @@ def test_aliases_and_hf_ids_resolve_to_their_model():
 
 @pytest.mark.parametrize(
     "key",
-    ["llama-3.1-8b", "LLAMA-3.1-8B", "llama3.1-8b", "Llama-3.1-8B-Instruct",
-     "meta-llama/Llama-3.1-8B", "meta-llama/Meta-Llama-3.1-8B-Instruct"],
+    [
+        "llama-3.1-8b",
+        "LLAMA-3.1-8B",
+        "llama3.1-8b",
+        "Llama-3.1-8B-Instruct",
+        "meta-llama/Llama-3.1-8B",
+        "meta-llama/Meta-Llama-3.1-8B-Instruct",
+    ],
 )
 def test_lookup_is_case_insensitive(key):
     assert get_model(key).name == "Llama-3.1-8B"

@@ -137,7 +137,9 @@ class RooflineCostModel:
         touched = e.num_experts * (1.0 - (1.0 - e.experts_per_token / e.num_experts) ** tokens)
         flops = 2.0 * tokens * e.experts_per_token * per_expert
         nbytes = touched * per_expert * self.w_bytes
-        nbytes += 2 * tokens * e.experts_per_token * (h + e.expert_ffn_size / self.tp) * self.a_bytes
+        nbytes += (
+            2 * tokens * e.experts_per_token * (h + e.expert_ffn_size / self.tp) * self.a_bytes
+        )
         t = max(flops / self.flops, nbytes / self.bw) + 3 * self.launch
         t += self._gemm(tokens, _Gemm(n=e.num_experts, k=h))  # router
         if e.num_shared_experts:

@@ -44,7 +44,10 @@ class ContinuousConfig(BaseModel):
 
     @model_validator(mode="after")
     def _budget_covers_seqs(self) -> ContinuousConfig:
-        if self.max_num_batched_tokens is not None and self.max_num_batched_tokens < self.max_num_seqs:
+        if (
+            self.max_num_batched_tokens is not None
+            and self.max_num_batched_tokens < self.max_num_seqs
+        ):
             raise ValueError(
                 f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= "
                 f"max_num_seqs ({self.max_num_seqs})"

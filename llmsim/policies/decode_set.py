@@ -21,7 +21,7 @@ from llmsim.request import Request
 
 
 class DecodeSet:
-    __slots__ = ("block_size", "counter", "n", "sum_c", "residue", "heap", "members", "_seq")
+    __slots__ = ("_seq", "block_size", "counter", "heap", "members", "n", "residue", "sum_c")
 
     def __init__(self, block_size: int) -> None:
         self.block_size = block_size

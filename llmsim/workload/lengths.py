@@ -79,9 +79,7 @@ class EmpiricalLength(_Length):
         if (self.dataset is None) == (self.path is None):
             raise ValueError("give exactly one of 'dataset' or 'path'")
         if self.dataset is not None and self.dataset not in DATASETS:
-            raise ValueError(
-                f"unknown dataset '{self.dataset}'; valid: {', '.join(DATASETS)}"
-            )
+            raise ValueError(f"unknown dataset '{self.dataset}'; valid: {', '.join(DATASETS)}")
         return self
 
     def values(self) -> np.ndarray:
@@ -90,7 +88,9 @@ class EmpiricalLength(_Length):
         if self.max is not None:
             v = v[v <= self.max]
         if v.size == 0:
-            raise ConfigError(f"no values <= {self.max} in column '{self.column}'", source=str(path))
+            raise ConfigError(
+                f"no values <= {self.max} in column '{self.column}'", source=str(path)
+            )
         return v
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
