@@ -326,6 +326,16 @@ def hf_config_to_spec(cfg: dict[str, Any], name: str) -> dict[str, Any]:
             "first_dense_layers": pick("first_k_dense_replace", default=0),
         }
     dtype = str(cfg.get("torch_dtype", "bfloat16"))
-    spec["weight_dtype"] = {"float16": "fp16", "float32": "fp32"}.get(dtype, "bf16")
-    spec["kv_dtype"] = "fp16" if spec["weight_dtype"] == "fp16" else "bf16"
+    weight = {"float16": "fp16", "float32": "fp32"}.get(dtype, "bf16")
+    spec["kv_dtype"] = "fp16" if weight == "fp16" else "bf16"
+    # Quantised checkpoints keep torch_dtype as the compute type; the stored weights are
+    # what quantization_config says.
+    quant = cfg.get("quantization_config") or {}
+    method = str(quant.get("quant_method", "")).lower()
+    bits = quant.get("bits") or quant.get("w_bit")
+    if method == "fp8":
+        weight = "fp8"
+    elif method in ("awq", "gptq", "compressed-tensors") and bits in (4, 8):
+        weight = "int4" if bits == 4 else "int8"
+    spec["weight_dtype"] = weight
     return spec

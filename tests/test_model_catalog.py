@@ -281,3 +281,10 @@ def test_heads_not_a_multiple_of_kv_heads_is_a_config_error_naming_the_file(tmp_
     msg = str(info.value)
     assert str(path) in msg
     assert "num_kv_heads" in msg
+
+
+def test_hf_config_reads_fp8_quantization():
+    """DeepSeek-V3's config says torch_dtype bfloat16 but stores fp8 weights."""
+    spec = from_hf_config(HF_CONFIGS / "DeepSeek-V3" / "config.json")
+    assert spec.weight_dtype == "fp8"
+    assert spec.weight_bytes == pytest.approx(get_model("DeepSeek-V3").weight_bytes)
