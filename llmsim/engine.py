@@ -16,12 +16,14 @@ from typing import Any
 import numpy as np
 import simpy
 
-from llmsim.cost import CostModel
+from llmsim.cost import ConstantConfig, CostConfig, CostModel
+from llmsim.cost.speculative import SpeculativeCostModel
+from llmsim.errors import ConfigError
 from llmsim.hardware import get_hardware
 from llmsim.kv_cache import BlockPool, KVBudget, kv_budget
 from llmsim.metrics import StepLog, inter_token_gaps, requests_frame, summarize
-from llmsim.models import get_model
-from llmsim.policies import Policy
+from llmsim.models import ModelSpec, get_model
+from llmsim.policies import Policy, ReplicaContext
 from llmsim.request import Request
 from llmsim.result import SimulationResult
 from llmsim.scenario import Scenario
@@ -41,10 +43,14 @@ class Replica:
     idle: simpy.Event | None = None
 
 
-def build_replica(scenario: Scenario, index: int = 0) -> Replica:
+def build_replica(
+    scenario: Scenario, index: int = 0, rng: np.random.Generator | None = None
+) -> Replica:
     """Resolve model and hardware, size the KV cache, build the policy and the cost model.
 
-    Raises DoesNotFitError (with the numbers) when the model does not fit the GPUs.
+    Raises DoesNotFitError (with the numbers) when the model does not fit the GPUs, and a
+    ConfigError when the policy cannot run on this replica (e.g. a batch the KV cache cannot
+    hold).
     """
     model = get_model(scenario.model)
     hw = get_hardware(scenario.hardware)
@@ -52,21 +58,68 @@ def build_replica(scenario: Scenario, index: int = 0) -> Replica:
     tp = scenario.tensor_parallel
     max_len = eng.max_model_len or model.max_context
     pol = scenario.policy
+    draft = _draft_model(scenario, model)
+    tokens, seqs = pol.memory_profile(max_len)
     budget = kv_budget(
         model,
         hw,
         tp,
         gpu_memory_utilization=eng.gpu_memory_utilization,
         block_size=eng.block_size,
-        max_batched_tokens=pol.token_budget(max_len),
-        max_seqs=pol.max_num_seqs,
+        max_batched_tokens=tokens,
+        max_seqs=seqs,
         num_blocks=eng.kv_blocks,
         source=scenario.source,
+        draft=draft,
     )
-    pool = BlockPool(budget.num_blocks, watermark=pol.watermark)
-    policy = pol.build(pool, eng.block_size, max_len)
-    cost = eng.cost.build(model, hw, tp)
+    pool = BlockPool(budget.num_blocks, watermark=getattr(pol, "watermark", 0.0))
+    ctx = ReplicaContext(
+        pool=pool,
+        block_size=eng.block_size,
+        max_model_len=max_len,
+        kv_block_bytes=budget.kv_bytes_per_token * eng.block_size,
+        host_bandwidth=hw.pcie_bandwidth_gbps * 1e9,
+        rng=rng if rng is not None else np.random.default_rng(scenario.seed),
+    )
+    try:
+        policy = pol.build(ctx)
+    except ValueError as exc:
+        raise ConfigError(str(exc), source=scenario.source, field="policy") from None
+    cost: CostModel = eng.cost.build(model, hw, tp)
+    if draft is not None:
+        cost = SpeculativeCostModel(cost, _draft_cost(scenario).build(draft, hw, tp))
     return Replica(index, policy, cost, budget)
+
+
+def _draft_model(scenario: Scenario, target: ModelSpec) -> ModelSpec | None:
+    name = getattr(scenario.policy, "draft_model", None)
+    if name is None:
+        return None
+    draft = get_model(name, source=scenario.source, field="policy.draft_model")
+    if draft.num_params >= target.num_params:
+        raise ConfigError(
+            f"draft model {draft.name} ({draft.num_params / 1e9:.1f}B parameters) must be "
+            f"smaller than the target {target.name} ({target.num_params / 1e9:.1f}B)",
+            source=scenario.source,
+            field="policy.draft_model",
+        )
+    if draft.vocab_size != target.vocab_size:
+        raise ConfigError(
+            f"draft model {draft.name} has vocabulary {draft.vocab_size}, the target "
+            f"{target.name} {target.vocab_size}: a draft must share the target's tokenizer",
+            source=scenario.source,
+            field="policy.draft_model",
+        )
+    return draft
+
+
+def _draft_cost(scenario: Scenario) -> CostConfig:
+    """The draft runs inside the target's step: no host overhead of its own."""
+    cfg = scenario.engine.cost
+    free = {k: 0.0 for k in ("step_overhead_ms", "seq_overhead_us") if k in type(cfg).model_fields}
+    if isinstance(cfg, ConstantConfig):
+        return cfg.model_copy(update={"step_s": cfg.step_s * 0.1})
+    return cfg.model_copy(update=free)
 
 
 class Simulation:
@@ -74,9 +127,9 @@ class Simulation:
 
     def __init__(self, scenario: Scenario, stream: RequestStream | None = None) -> None:
         self.scenario = scenario
-        self.replicas = [build_replica(scenario, 0)]
         seed = np.random.SeedSequence(scenario.seed)
-        (workload_seed,) = seed.spawn(1)
+        workload_seed, policy_seed = seed.spawn(2)
+        self.replicas = [build_replica(scenario, 0, np.random.default_rng(policy_seed))]
         self.stream = stream if stream is not None else generate(scenario.workload, workload_seed)
         self.env = simpy.Environment()
         self.log = StepLog()
@@ -131,22 +184,20 @@ class Simulation:
                 rep.idle = None
                 continue
             start = env.now
-            if plan.decode_steps:
+            total = step_time(plan.shape) + plan.extra_s
+            durations = [total]
+            if plan.decode_steps > 1 and total < self.next_arrival - start:
+                # the rest of a run of pure-decode steps, until the step a request arrives in
                 n = plan.shape.decode_seqs
                 ctx = plan.shape.decode_context
                 horizon = self.next_arrival - start
-                durations: list[float] = []
-                total = 0.0
-                for _ in range(plan.decode_steps):
+                for _ in range(plan.decode_steps - 1):
+                    ctx += n
                     d = decode_time(n, ctx)
                     durations.append(d)
                     total += d
-                    ctx += n
                     if total >= horizon:
                         break
-            else:
-                total = step_time(plan.shape)
-                durations = [total]
             yield env.timeout(total)
             stats = policy.update(plan, start, durations)
             log.record(rep.index, start, durations, plan, stats)

@@ -9,6 +9,8 @@ A scenario may instead give the block count a real engine printed (``kv_blocks``
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 from llmsim.errors import DoesNotFitError
@@ -66,13 +68,21 @@ def kv_budget(
     max_seqs: int,
     num_blocks: int | None = None,
     source: str | None = None,
+    draft: ModelSpec | None = None,
 ) -> KVBudget:
-    """KV capacity of one replica, or DoesNotFitError with the numbers when it has none."""
+    """KV capacity of one replica, or DoesNotFitError with the numbers when it has none.
+
+    With a ``draft`` model (speculative decoding) its weights share the memory and every
+    cached token holds the draft's KV too.
+    """
     memory = hardware.memory_bytes
     usable = memory * gpu_memory_utilization
     weights = model.weight_bytes / tp
     acts = activation_bytes(model, tp, max_batched_tokens, max_seqs)
     per_token = model.kv_bytes_per_token_per_gpu(tp)
+    if draft is not None:
+        weights += draft.weight_bytes / tp
+        per_token += draft.kv_bytes_per_token_per_gpu(tp)
     if weights > usable:
         raise DoesNotFitError(
             f"{model.name} does not fit: weights {weights / 1e9:.1f} GB per GPU > usable memory "
@@ -106,28 +116,61 @@ def kv_budget(
     )
 
 
+def prompt_block_keys(
+    prefix_hashes: Sequence[int] | None, hash_block_tokens: int, prompt_tokens: int, block_size: int
+) -> list[Hashable]:
+    """Prefix-cache keys of a prompt's full KV blocks.
+
+    ``prefix_hashes[j]`` names the prompt's content up to the end of its j-th hash block of
+    ``hash_block_tokens`` tokens (equal ids mean an equal prefix). A KV block is identified by
+    the id of the hash block holding its last token and its offset inside that hash block,
+    which works for any block size. Tokens beyond the hashed part get no key.
+    """
+    if not prefix_hashes or hash_block_tokens <= 0:
+        return []
+    keys: list[Hashable] = []
+    for i in range(prompt_tokens // block_size):
+        last = (i + 1) * block_size - 1
+        j = last // hash_block_tokens
+        if j >= len(prefix_hashes):
+            break
+        keys.append((prefix_hashes[j], (last % hash_block_tokens) // block_size))
+    return keys
+
+
 def blocks_for(tokens: int, block_size: int) -> int:
     """Blocks that hold ``tokens`` tokens."""
     return -(-tokens // block_size)
 
 
 class BlockPool:
-    """Counts of a paged KV cache's blocks (which block holds what is not needed yet).
+    """Counts of a paged KV cache's blocks, with an optional prefix cache.
+
+    ``used`` counts blocks referenced by at least one request. With prefix caching, full
+    prompt blocks are also registered under a content key; when no request references them
+    any more they stay cached (``evictable``, least recently used first) until an allocation
+    needs the room. Evictable blocks count as free capacity.
 
     ``watermark`` blocks are kept free when admitting new requests, as vLLM does, so that
     running requests can still grow without an immediate preemption.
     """
 
-    __slots__ = ("peak", "total", "used", "watermark")
+    __slots__ = ("total", "used", "watermark", "peak", "refs", "evictable", "hit_tokens",
+                 "query_tokens")
 
     def __init__(self, total: int, watermark: float = 0.01) -> None:
         self.total = total
         self.used = 0
         self.watermark = int(total * watermark)
         self.peak = 0
+        self.refs: dict[Hashable, int] = {}  # cached key -> requests referencing it
+        self.evictable: OrderedDict[Hashable, None] = OrderedDict()
+        self.hit_tokens = 0
+        self.query_tokens = 0
 
     @property
     def free(self) -> int:
+        """Blocks an allocation can get (free or evictable)."""
         return self.total - self.used
 
     def can_admit(self, blocks: int) -> bool:
@@ -137,6 +180,56 @@ class BlockPool:
         self.used += blocks
         if self.used > self.peak:
             self.peak = self.used
+        excess = len(self.evictable) - (self.total - self.used)
+        for _ in range(excess):
+            key, _ = self.evictable.popitem(last=False)
+            del self.refs[key]
 
     def release(self, blocks: int) -> None:
         self.used -= blocks
+
+    # --- prefix cache ----------------------------------------------------------------------
+
+    def match(self, keys: Sequence[Hashable]) -> int:
+        """How many leading keys are cached."""
+        n = 0
+        refs = self.refs
+        for key in keys:
+            if key not in refs:
+                break
+            n += 1
+        return n
+
+    def revived(self, keys: Sequence[Hashable]) -> int:
+        """How many of these cached keys no request references now (taking them uses room)."""
+        return sum(1 for k in keys if self.refs[k] == 0)
+
+    def acquire(self, keys: Sequence[Hashable]) -> None:
+        """Reference cached blocks (a prefix-cache hit)."""
+        for key in keys:
+            if self.refs[key] == 0:
+                del self.evictable[key]
+                self.used += 1
+            self.refs[key] += 1
+        if self.used > self.peak:
+            self.peak = self.used
+
+    def register(self, key: Hashable) -> bool:
+        """Make a block the requester already holds findable by ``key``; False if taken."""
+        if key in self.refs:
+            return False
+        self.refs[key] = 1
+        return True
+
+    def release_keys(self, keys: Sequence[Hashable]) -> None:
+        """Drop one reference from each cached block; unreferenced ones become evictable."""
+        for key in keys:
+            left = self.refs[key] - 1
+            self.refs[key] = left
+            if left == 0:
+                self.evictable[key] = None
+                self.used -= 1
+
+    @property
+    def hit_rate(self) -> float:
+        return self.hit_tokens / self.query_tokens if self.query_tokens else 0.0

@@ -83,7 +83,10 @@ class StepLog:
                 "batch_size": per_run((r[3].seqs for r in runs), np.int32),
                 "prefill_tokens": per_run((r[3].prefill_tokens for r in runs), np.int64),
                 "decode_tokens": per_run((r[3].decode_seqs for r in runs), np.int32),
-                "sampled_tokens": per_run((r[3].sampled_seqs for r in runs), np.int32),
+                "sampled_tokens": per_run(
+                    (r[3].sampled_seqs if r[4].emitted is None else r[4].emitted for r in runs),
+                    np.int32,
+                ),
                 "kv_blocks": np.fromiter(
                     chain.from_iterable(r[4].kv_blocks for r in runs), np.int64, n
                 ),

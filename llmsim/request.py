@@ -14,6 +14,7 @@ Python work however many requests it serves.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from enum import IntEnum
 
 
@@ -49,9 +50,30 @@ class Request:
         "seg_start_decode",
         "segments",
         "status",
+        "priority",
+        "tag",
+        "prefix_hashes",
+        "hash_block_tokens",
+        "admit_seq",
+        "cached_tokens",
+        "held_keys",
+        "keyed_blocks",
+        "reserved_blocks",
+        "swapped_blocks",
     )
 
-    def __init__(self, rid: int, arrival: float, prompt_tokens: int, output_tokens: int) -> None:
+    def __init__(
+        self,
+        rid: int,
+        arrival: float,
+        prompt_tokens: int,
+        output_tokens: int,
+        *,
+        priority: int = 0,
+        tag: str = "",
+        prefix_hashes: tuple[int, ...] | None = None,
+        hash_block_tokens: int = 0,
+    ) -> None:
         self.id = rid
         self.arrival = arrival
         self.prompt_tokens = prompt_tokens
@@ -76,6 +98,19 @@ class Request:
         self.extra_gaps: list[float] = []
         self.lazy_offset = 0  # num_computed - decode step counter, while in lazy decode
         self.finish_decode = -1  # decode counter at which the last token is produced
+        self.priority = priority  # lower runs first under priority scheduling
+        self.tag = tag  # request class, e.g. "interactive" or "batch"
+        # Prefix identity: hash_ids[i] names the content of prompt tokens
+        # [i * hash_block_tokens, (i + 1) * hash_block_tokens), prefix included, so equal ids
+        # mean an equal prefix (Mooncake's convention).
+        self.prefix_hashes = prefix_hashes
+        self.hash_block_tokens = hash_block_tokens
+        self.admit_seq = -1  # order of the latest admission (preemption picks the latest)
+        self.cached_tokens = 0  # prompt tokens found in the prefix cache at first admission
+        self.held_keys: list[Hashable] = []  # prefix-cache blocks this request references
+        self.keyed_blocks = 0  # prompt blocks already looked up or registered in the cache
+        self.reserved_blocks = 0  # contiguous layout: blocks reserved at admission
+        self.swapped_blocks = 0  # blocks held in host memory while swapped out
 
     @property
     def num_tokens(self) -> int:

@@ -25,6 +25,7 @@ class RefRequest:
     first_scheduled: float = -1.0
     preemptions: int = 0
     status: str = "waiting"
+    admit_seq: int = -1
 
     @property
     def tokens(self) -> int:
@@ -136,4 +137,131 @@ def reference_run(
             else:
                 still.append(r)
         running = still
+    return reqs
+
+
+def reference_run_chunked(
+    arrivals: list[float],
+    prompts: list[int],
+    outputs: list[int],
+    cost: CostModel,
+    *,
+    total_blocks: int,
+    block_size: int,
+    max_seqs: int,
+    budget: int,
+    chunk_cap: int,
+    watermark: float,
+    max_model_len: int,
+) -> list[RefRequest]:
+    """Chunked prefill (decode-first): all decodes, then continuing prompts, then new ones."""
+    reqs = [
+        RefRequest(i, a, p, o)
+        for i, (a, p, o) in enumerate(zip(arrivals, prompts, outputs, strict=True))
+    ]
+    wm = int(total_blocks * watermark)
+    bs = block_size
+    used = 0
+    waiting: deque[RefRequest] = deque()
+    decoding: list[RefRequest] = []
+    prefilling: list[RefRequest] = []
+    t = 0.0
+    nxt = 0
+    done = 0
+    admitted = 0
+    n = len(reqs)
+    while done < n:
+        while nxt < n and reqs[nxt].arrival <= t:
+            r = reqs[nxt]
+            nxt += 1
+            total = r.prompt + r.max_out
+            if total > max_model_len or blocks(total, bs) > total_blocks - wm:
+                r.status = "rejected"
+                done += 1
+            else:
+                waiting.append(r)
+        preempted = False
+        while True:
+            left = budget - len(decoding)
+            plan: list[tuple[RefRequest, int]] = []
+            need = sum(1 for r in decoding if r.computed % bs == 0)
+            for r in prefilling:
+                q = min(r.tokens - r.computed, left, chunk_cap)
+                if q <= 0:
+                    break
+                plan.append((r, q))
+                need += blocks(r.computed + q, bs) - blocks(r.computed, bs)
+                left -= q
+            if need <= total_blocks - used:
+                break
+            victim = max(decoding + prefilling, key=lambda r: r.admit_seq)
+            if victim in decoding:
+                decoding.remove(victim)
+            else:
+                prefilling.remove(victim)
+            used -= blocks(victim.computed, bs)
+            victim.computed = 0
+            victim.preemptions += 1
+            waiting.appendleft(victim)
+            preempted = True
+        for r, q in plan:
+            used += blocks(r.computed + q, bs) - blocks(r.computed, bs)
+        if not preempted:
+            seqs = len(decoding) + len(prefilling)
+            while waiting and left > 0 and seqs < max_seqs:
+                r = waiting[0]
+                todo = r.tokens - r.computed
+                q = min(todo, left, chunk_cap)
+                b = blocks(q, bs)
+                if total_blocks - used - b < wm:
+                    break
+                waiting.popleft()
+                used += b
+                left -= q
+                seqs += 1
+                admitted += 1
+                r.admit_seq = admitted
+                if r.first_scheduled < 0:
+                    r.first_scheduled = t
+                plan.append((r, q))
+                if q < todo:
+                    prefilling.append(r)
+        if not plan and not decoding:
+            if nxt < n:
+                t = max(t, reqs[nxt].arrival)
+            continue
+        used += sum(1 for r in decoding if r.computed % bs == 0)
+        chunks = [(q, r.computed) for r, q in plan]
+        sampled = sum(1 for r, q in plan if r.computed + q == r.tokens)
+        shape = BatchShape.prefill(chunks, sampled=sampled) if plan else BatchShape()
+        if decoding:
+            dec = BatchShape.decode(len(decoding), sum(r.computed + 1 for r in decoding))
+            shape = shape.merge(dec)
+        t += cost.step_time(shape)
+        still = []
+        for r in decoding:
+            r.computed += 1
+            r.output += 1
+            r.emits.append(t)
+            if r.output == r.max_out:
+                r.status = "finished"
+                used -= blocks(r.computed, bs)
+                done += 1
+            else:
+                still.append(r)
+        decoding = still
+        for r, q in plan:
+            r.computed += q
+            if r.computed < r.tokens:
+                continue
+            if r in prefilling:
+                prefilling.remove(r)
+            r.output += 1
+            r.emits.append(t)
+            if r.output == r.max_out:
+                r.status = "finished"
+                used -= blocks(r.computed, bs)
+                done += 1
+            else:
+                decoding.append(r)
     return reqs

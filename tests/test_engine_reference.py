@@ -4,6 +4,7 @@ reference implementation of the same schedule, on random workloads."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -11,7 +12,7 @@ import llmsim
 from llmsim.engine import Simulation
 from llmsim.workload import RequestStream
 from tests.conftest import make_scenario
-from tests.reference import reference_run
+from tests.reference import reference_run, reference_run_chunked
 
 
 def _compare(scenario: llmsim.Scenario, stream: RequestStream) -> None:
@@ -19,11 +20,8 @@ def _compare(scenario: llmsim.Scenario, stream: RequestStream) -> None:
     rep = sim.replicas[0]
     result = sim.run()
     pol = scenario.policy
-    ref = reference_run(
-        stream.arrival.tolist(),
-        stream.prompt_tokens.tolist(),
-        stream.output_tokens.tolist(),
-        rep.cost,
+    assert isinstance(pol, llmsim.ContinuousConfig)
+    common = dict(
         total_blocks=rep.kv.num_blocks,
         block_size=scenario.engine.block_size,
         max_seqs=pol.max_num_seqs,
@@ -31,6 +29,12 @@ def _compare(scenario: llmsim.Scenario, stream: RequestStream) -> None:
         watermark=pol.watermark,
         max_model_len=scenario.engine.max_model_len or 8192,
     )
+    lists = (stream.arrival.tolist(), stream.prompt_tokens.tolist(), stream.output_tokens.tolist())
+    if pol.chunked_prefill:
+        cap = pol.long_prefill_token_threshold or common["budget"]
+        ref = reference_run_chunked(*lists, rep.cost, chunk_cap=cap, **common)
+    else:
+        ref = reference_run(*lists, rep.cost, **common)
     df = result.requests.set_index("request_id")
     ref_gaps: list[float] = []
     for r in ref:
@@ -73,6 +77,7 @@ workloads = st.integers(min_value=1, max_value=40).flatmap(
     kv_blocks=st.integers(30, 200),
     block_size=st.sampled_from([1, 4, 16]),
     constant_cost=st.booleans(),
+    chunk=st.sampled_from([None, 0, 32, 100]),
 )
 def test_engine_matches_reference(
     workload: tuple[list[float], list[int], list[int]],
@@ -80,7 +85,10 @@ def test_engine_matches_reference(
     kv_blocks: int,
     block_size: int,
     constant_cost: bool,
+    chunk: int | None,
 ) -> None:
+    """``chunk``: None for prefill-first, else chunked prefill with that per-request cap
+    (0: no cap)."""
     gaps, prompts, outputs = workload
     stream = RequestStream(
         arrival=np.cumsum(gaps), prompt_tokens=np.array(prompts), output_tokens=np.array(outputs)
@@ -98,13 +106,17 @@ def test_engine_matches_reference(
             cost=cost,
         ),
         policy=llmsim.ContinuousConfig(
-            max_num_seqs=max_seqs, max_num_batched_tokens=max(512, max_seqs)
+            max_num_seqs=max_seqs,
+            max_num_batched_tokens=max(512, max_seqs) if chunk is None else max(128, max_seqs),
+            chunked_prefill=chunk is not None,
+            long_prefill_token_threshold=chunk or None,
         ),
     )
     _compare(scenario, stream)
 
 
-def test_engine_matches_reference_under_memory_pressure() -> None:
+@pytest.mark.parametrize("chunked", [False, True])
+def test_engine_matches_reference_under_memory_pressure(chunked: bool) -> None:
     """A larger run where the KV cache is small enough that preemption is frequent."""
     rng = np.random.default_rng(7)
     n = 400
@@ -115,7 +127,11 @@ def test_engine_matches_reference_under_memory_pressure() -> None:
     )
     scenario = make_scenario(
         engine=llmsim.EngineConfig(kv_blocks=400, block_size=16, max_model_len=8192),
-        policy=llmsim.ContinuousConfig(max_num_seqs=48, max_num_batched_tokens=4096),
+        policy=llmsim.ContinuousConfig(
+            max_num_seqs=48,
+            max_num_batched_tokens=1024 if chunked else 4096,
+            chunked_prefill=chunked,
+        ),
     )
     _compare(scenario, stream)
     sim = Simulation(scenario, stream)

@@ -19,13 +19,29 @@ class BatchShape:
     prefill_seqs: int = 0
     prefill_attn_pairs: float = 0.0  # sum q_i * (p_i + (q_i + 1) / 2): causal query-key pairs
     prefill_kv_tokens: int = 0  # sum (p_i + q_i): KV read by prefill attention
-    decode_seqs: int = 0  # one new token each
+    decode_seqs: int = 0  # one new token each (1 + spec_tokens when verifying drafts)
     decode_context: int = 0  # sum c_i
-    sampled_seqs: int = 0  # sequences that sample a token (LM head rows)
+    sampled_seqs: int = 0  # rows of the LM head (sequences sampling, or verified positions)
+    spec_tokens: int = 0  # speculative decoding: draft tokens verified per decode sequence
 
     @property
     def tokens(self) -> int:
-        return self.prefill_tokens + self.decode_seqs
+        return self.prefill_tokens + self.decode_seqs * (1 + self.spec_tokens)
+
+    def merge(self, other: BatchShape) -> BatchShape:
+        """Two parts of one step (prompt chunks and decodes) as a single batch."""
+        if self.spec_tokens and other.spec_tokens and self.spec_tokens != other.spec_tokens:
+            raise ValueError("cannot merge decodes with different speculative lengths")
+        return BatchShape(
+            prefill_tokens=self.prefill_tokens + other.prefill_tokens,
+            prefill_seqs=self.prefill_seqs + other.prefill_seqs,
+            prefill_attn_pairs=self.prefill_attn_pairs + other.prefill_attn_pairs,
+            prefill_kv_tokens=self.prefill_kv_tokens + other.prefill_kv_tokens,
+            decode_seqs=self.decode_seqs + other.decode_seqs,
+            decode_context=self.decode_context + other.decode_context,
+            sampled_seqs=self.sampled_seqs + other.sampled_seqs,
+            spec_tokens=self.spec_tokens or other.spec_tokens,
+        )
 
     @property
     def seqs(self) -> int:

@@ -92,10 +92,10 @@ class RooflineCostModel:
             v_dim = model.mla.kv_lora_rank
         self._attn_flops_per_pair = 2.0 * heads * (qk_dim + v_dim)
         self._kv_bytes_per_token = model.kv_bytes_per_token_per_gpu(tp) / model.num_layers
-        decode_pair = self._attn_flops_per_pair / self.attn_flops
-        decode_byte = self._kv_bytes_per_token / self.bw
+        self._decode_pair = self._attn_flops_per_pair / self.attn_flops
+        self._decode_byte = self._kv_bytes_per_token / self.bw
         # Decode attention is linear in total context: time = layers * (slope * ctx + launch).
-        self._decode_attn_slope = model.num_layers * max(decode_pair, decode_byte)
+        self._decode_attn_slope = model.num_layers * max(self._decode_pair, self._decode_byte)
         self._decode_base: dict[int, float] = {}
         self._linear_cache: dict[int, float] = {}
 
@@ -181,7 +181,10 @@ class RooflineCostModel:
             nbytes = shape.prefill_kv_tokens * self._kv_bytes_per_token
             t += layers * (max(flops / self.attn_flops, nbytes / self.bw) + self.launch)
         if shape.decode_seqs:
-            t += self._decode_attn_slope * shape.decode_context + layers * self.launch
+            # k speculative tokens: k + 1 queries per sequence over the same cached KV
+            q = 1 + shape.spec_tokens
+            slope = layers * max(q * self._decode_pair, self._decode_byte)
+            t += slope * shape.decode_context + layers * self.launch
         return t
 
     def _overhead(self, seqs: int) -> float:
@@ -192,7 +195,7 @@ class RooflineCostModel:
     def step_time(self, shape: BatchShape) -> float:
         if shape.tokens == 0:
             return 0.0
-        if shape.prefill_seqs == 0:
+        if shape.prefill_seqs == 0 and shape.spec_tokens == 0:
             return self.decode_step_time(shape.decode_seqs, shape.decode_context)
         t = self._linear_layers(shape.tokens) + self._attention(shape)
         if shape.sampled_seqs:

@@ -1,15 +1,36 @@
 """Batching policies. A policy is one module with a pydantic config (``kind: ...``) and a class
-with ``add`` / ``schedule`` / ``update``; adding one means adding it to ``PolicyConfig``."""
+with ``add`` / ``schedule`` / ``update``; adding one means adding its config to
+``PolicyConfig``."""
 
 from __future__ import annotations
 
-from typing import Annotated, Union
+from typing import Annotated
 
 from pydantic import Field
 
-from llmsim.policies.base import Plan, Policy, StepStats
+from llmsim.policies.base import Plan, Policy, ReplicaContext, StepStats
 from llmsim.policies.continuous import ContinuousConfig, ContinuousPolicy
+from llmsim.policies.dynamic import DynamicConfig
+from llmsim.policies.request_level import RequestLevelPolicy
+from llmsim.policies.speculative import SpeculativeConfig, SpeculativePolicy
+from llmsim.policies.static import StaticConfig
 
-PolicyConfig = Annotated[Union[ContinuousConfig], Field(discriminator="kind")]  # noqa: UP007
+PolicyConfig = Annotated[
+    ContinuousConfig | SpeculativeConfig | StaticConfig | DynamicConfig,
+    Field(discriminator="kind"),
+]
 
-__all__ = ["ContinuousConfig", "ContinuousPolicy", "Plan", "Policy", "PolicyConfig", "StepStats"]
+__all__ = [
+    "ContinuousConfig",
+    "ContinuousPolicy",
+    "DynamicConfig",
+    "Plan",
+    "Policy",
+    "PolicyConfig",
+    "ReplicaContext",
+    "RequestLevelPolicy",
+    "SpeculativeConfig",
+    "SpeculativePolicy",
+    "StaticConfig",
+    "StepStats",
+]

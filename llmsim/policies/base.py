@@ -5,8 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+
 from llmsim.cost.base import BatchShape
+from llmsim.kv_cache import BlockPool
 from llmsim.request import Request
+
+
+@dataclass(frozen=True)
+class ReplicaContext:
+    """What a policy may know about the replica it schedules."""
+
+    pool: BlockPool
+    block_size: int
+    max_model_len: int
+    kv_block_bytes: float = 0.0  # bytes of one KV block on one GPU
+    host_bandwidth: float = 0.0  # bytes/s between GPU and host memory (KV swap)
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
 
 
 @dataclass(slots=True)
@@ -22,6 +37,7 @@ class Plan:
     shape: BatchShape
     prefills: list[tuple[Request, int]] = field(default_factory=list)
     decode_steps: int = 0
+    extra_s: float = 0.0  # added to the first step (e.g. KV swapped over PCIe)
 
     @property
     def is_decode_run(self) -> bool:
@@ -35,6 +51,7 @@ class StepStats:
     kv_blocks: list[int]
     num_waiting: int
     num_running: int
+    emitted: int | None = None  # tokens emitted by the step, when not shape.sampled_seqs
 
 
 class Policy(Protocol):

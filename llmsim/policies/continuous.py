@@ -1,12 +1,25 @@
-"""Continuous (iteration-level) batching with a paged KV cache, as in vLLM 0.6's default mode.
+"""Continuous (iteration-level) batching with a paged KV cache, as in vLLM.
 
-Each step the scheduler first tries to admit waiting requests, in FCFS order, as one prefill
-batch: it stops at the first request that would exceed the token budget
-(``max_num_batched_tokens``), the sequence cap (``max_num_seqs``, running ones included) or the
-free KV blocks (keeping a 1 % watermark free). A step with prefills runs no decodes. Otherwise
-every running request decodes one token; when the step needs more KV blocks than are free, the
-most recently admitted running request is preempted by recompute (its blocks are freed and it
-goes back to the front of the queue, to be prefilled again with the tokens it had generated).
+Two schedules:
+
+* prefill-first (``chunked_prefill: false``, vLLM 0.6's default): each step first tries to
+  admit waiting requests as one prefill batch, stopping at the first that would exceed the
+  token budget, the sequence cap or the free KV blocks (less a watermark). A step with
+  prefills runs no decodes. Otherwise every running request decodes one token.
+* chunked prefill (``chunked_prefill: true``, Sarathi-Serve / vLLM v1): every step decodes
+  all running requests first, then spends what is left of the token budget on prompt chunks:
+  partially prefilled requests first, then new admissions. Decodes never wait behind a long
+  prompt; prompts take several steps.
+
+When a step needs more KV blocks than are free, running requests are preempted, the latest
+admitted first (the lowest class first under priority scheduling): by recompute (blocks
+freed, the request re-queued to be prefilled again with what it had generated) or by swap
+(blocks copied to host memory over PCIe and back later, both transfers charged to the step).
+
+Options: FCFS, priority-class or shortest-job-first order; prefix caching (full prompt blocks
+shared by content key, least recently used evicted first); paged or contiguous KV (a
+contiguous layout reserves ``max_model_len`` tokens per request at admission, as engines did
+before PagedAttention).
 """
 
 from __future__ import annotations
@@ -18,10 +31,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmsim.cost.base import BatchShape
-from llmsim.kv_cache import BlockPool, blocks_for
-from llmsim.policies.base import Plan, StepStats
+from llmsim.hardware import GiB
+from llmsim.kv_cache import blocks_for, prompt_block_keys
+from llmsim.policies.base import Plan, ReplicaContext, StepStats
 from llmsim.policies.decode_set import DecodeSet
+from llmsim.policies.waiting import Order, make_queue, victim_key
 from llmsim.request import Request, Status
+
+CHUNKED_DEFAULT_BUDGET = 8192
 
 
 class ContinuousConfig(BaseModel):
@@ -34,63 +51,108 @@ class ContinuousConfig(BaseModel):
     max_num_batched_tokens: int | None = Field(
         default=None,
         gt=0,
-        description="Token budget per step; default: the engine's max_model_len (vLLM's rule "
-        "without chunked prefill).",
+        description="Token budget per step. Default: max_model_len without chunked prefill "
+        f"(vLLM 0.6's rule), {CHUNKED_DEFAULT_BUDGET} with it.",
     )
-    preemption: Literal["recompute"] = "recompute"
+    chunked_prefill: bool = False
+    long_prefill_token_threshold: int | None = Field(
+        default=None, gt=0, description="Chunked prefill: most prompt tokens per request a step."
+    )
+    preemption: Literal["recompute", "swap"] = "recompute"
+    swap_space_gib: float = Field(
+        default=4.0, ge=0, description="Host memory per GPU for swapped-out KV (vLLM: 4)."
+    )
     watermark: float = Field(
         default=0.01, ge=0, lt=1, description="Fraction of KV blocks kept free at admission."
     )
+    order: Order = "fcfs"
+    kv_layout: Literal["paged", "contiguous"] = "paged"
+    prefix_caching: bool = False
 
     @model_validator(mode="after")
-    def _budget_covers_seqs(self) -> ContinuousConfig:
-        if (
-            self.max_num_batched_tokens is not None
-            and self.max_num_batched_tokens < self.max_num_seqs
-        ):
+    def _consistent(self) -> ContinuousConfig:
+        budget = self.max_num_batched_tokens
+        if budget is not None and budget < self.max_num_seqs:
             raise ValueError(
-                f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= "
-                f"max_num_seqs ({self.max_num_seqs})"
+                f"max_num_batched_tokens ({budget}) must be >= max_num_seqs ({self.max_num_seqs})"
             )
+        thr = self.long_prefill_token_threshold
+        if thr is not None:
+            if not self.chunked_prefill:
+                raise ValueError("long_prefill_token_threshold needs chunked_prefill: true")
+            if thr > (budget or CHUNKED_DEFAULT_BUDGET):
+                raise ValueError(
+                    f"long_prefill_token_threshold ({thr}) exceeds the token budget "
+                    f"max_num_batched_tokens ({budget or CHUNKED_DEFAULT_BUDGET})"
+                )
+        if self.prefix_caching and self.kv_layout == "contiguous":
+            raise ValueError("prefix_caching needs kv_layout: paged")
         return self
 
     def token_budget(self, max_model_len: int) -> int:
-        return self.max_num_batched_tokens or max(max_model_len, self.max_num_seqs)
+        if self.max_num_batched_tokens is not None:
+            return self.max_num_batched_tokens
+        if self.chunked_prefill:
+            return max(CHUNKED_DEFAULT_BUDGET, self.max_num_seqs)
+        return max(max_model_len, self.max_num_seqs)
 
-    def build(self, pool: BlockPool, block_size: int, max_model_len: int) -> ContinuousPolicy:
-        return ContinuousPolicy(self, pool, block_size, max_model_len)
+    def memory_profile(self, max_model_len: int) -> tuple[int, int]:
+        """(tokens, sequences) of the largest step, for the activation-memory estimate."""
+        return self.token_budget(max_model_len), self.max_num_seqs
+
+    def build(self, ctx: ReplicaContext) -> ContinuousPolicy:
+        return ContinuousPolicy(self, ctx)
 
 
 class ContinuousPolicy:
-    def __init__(
-        self, cfg: ContinuousConfig, pool: BlockPool, block_size: int, max_model_len: int
-    ) -> None:
+    def __init__(self, cfg: ContinuousConfig, ctx: ReplicaContext) -> None:
         self.cfg = cfg
-        self.pool = pool
-        self.block_size = block_size
-        self.max_model_len = max_model_len
+        self.ctx = ctx
+        self.pool = ctx.pool
+        self.block_size = ctx.block_size
+        self.max_model_len = ctx.max_model_len
         self.max_seqs = cfg.max_num_seqs
-        self.budget = cfg.token_budget(max_model_len)
-        self.waiting: deque[Request] = deque()
-        self.decode = DecodeSet(block_size)
+        self.budget = cfg.token_budget(ctx.max_model_len)
+        self.chunk_cap = cfg.long_prefill_token_threshold or self.budget
+        self.paged = cfg.kv_layout == "paged"
+        self.reserve = 0 if self.paged else blocks_for(ctx.max_model_len, ctx.block_size)
+        if not self.paged and self.reserve > ctx.pool.total:
+            raise ValueError(
+                f"kv_layout contiguous reserves max_model_len {ctx.max_model_len} tokens per "
+                f"request, more than the KV cache's {ctx.pool.total * ctx.block_size} tokens"
+            )
+        self.waiting = make_queue(cfg.order)
+        self.decode = self._decode_set()
+        self.prefilling: list[Request] = []  # chunked prefill in progress, admission order
+        self.swapped: deque[Request] = deque()
+        self.swap_capacity = (
+            int(cfg.swap_space_gib * GiB // ctx.kv_block_bytes) if ctx.kv_block_bytes else 0
+        )
+        self.swap_used = 0
         self.last_decode_end = 0.0
+        self._admitted = 0
+        self._transfer_s = 0.0
         self._finished: list[Request] = []
+
+    def _decode_set(self) -> DecodeSet:
+        return DecodeSet(self.block_size, paged=self.paged)
 
     # --- arrivals --------------------------------------------------------------------------
 
     def add(self, r: Request, now: float) -> None:
         total = r.prompt_tokens + r.max_output_tokens
+        pool = self.pool
         if (
             total > self.max_model_len
-            or r.prompt_tokens > self.budget
-            or blocks_for(total, self.block_size) > self.pool.total - self.pool.watermark
+            or (not self.cfg.chunked_prefill and r.prompt_tokens > self.budget)
+            or blocks_for(total, self.block_size) > pool.total - pool.watermark
         ):
             r.status = Status.REJECTED
             r.finish = now
             self._finished.append(r)
             return
         r.queue_enter = now
-        self.waiting.append(r)
+        self.waiting.push(r)
 
     @property
     def finished(self) -> list[Request]:
@@ -101,116 +163,281 @@ class ContinuousPolicy:
 
     @property
     def num_running(self) -> int:
-        return self.decode.n
+        return self.decode.n + len(self.prefilling)
 
     # --- scheduling ------------------------------------------------------------------------
 
     def schedule(self, now: float) -> Plan | None:
-        if self.waiting:
-            plan = self._admit(now)
-            if plan is not None:
-                return plan
-        if not self.decode.n:
-            return None
-        self._make_room(now)
-        ds = self.decode
-        if not ds.n:  # everything was preempted: admit again
-            return self._admit(now)
-        steps = ds.steps_to_finish()
-        steps = ds.steps_within(self.pool.free, steps)
-        return Plan(shape=BatchShape.decode(ds.n, ds.context), decode_steps=steps)
+        if self.swapped:
+            self._swap_in()
+        if self.cfg.chunked_prefill:
+            plan = self._schedule_chunked(now)
+        else:
+            plan = self._schedule_prefill_first(now)
+        if plan is not None and self._transfer_s:
+            plan.extra_s = self._transfer_s
+            self._transfer_s = 0.0
+        return plan
 
-    def _admit(self, now: float) -> Plan | None:
-        budget = self.budget
-        seqs = self.decode.n
+    def _schedule_prefill_first(self, now: float) -> Plan | None:
+        if self.waiting and not self.swapped:
+            chunks = self._admit(now, self.budget, self.decode.n, whole=True)
+            if chunks:
+                return self._plan(chunks, decodes=False)
+        ds = self.decode
+        if not ds.n:
+            return None
+        preempted = self._make_room(now)
+        if not ds.n:  # everything was preempted: admit again
+            return self._schedule_prefill_first(now)
+        steps = 1 if preempted else ds.steps_to_finish()
+        steps = ds.steps_within(self.pool.free, steps)
+        return Plan(shape=ds.shape(), decode_steps=steps)
+
+    def _schedule_chunked(self, now: float) -> Plan | None:
+        ds = self.decode
+        preempted = False
+        while True:  # make room for this step's decodes and prompt chunks
+            left = self.budget - ds.n
+            chunks = self._continue_prefills(left)
+            need = sum(blocks for _, _, blocks in chunks)
+            if need + (ds.blocks_needed() if ds.n else 0) <= self.pool.free:
+                break
+            self._preempt_one(now)
+            preempted = True
+        for _, _, blocks in chunks:
+            self.pool.allocate(blocks)
+        left -= sum(q for _, q, _ in chunks)
+        granted = [(r, q) for r, q, _ in chunks]
+        if not preempted and self.waiting and not self.swapped and left > 0:
+            granted += self._admit(now, left, ds.n + len(self.prefilling), whole=False)
+        if granted:
+            return self._plan(granted, decodes=True)
+        if not ds.n:
+            return None
+        steps = 1 if preempted else ds.steps_within(self.pool.free, ds.steps_to_finish())
+        return Plan(shape=ds.shape(), decode_steps=steps)
+
+    def _continue_prefills(self, left: int) -> list[tuple[Request, int, int]]:
+        """Next chunk of each partially prefilled request: (request, tokens, new blocks)."""
+        out = []
+        for r in self.prefilling:
+            q = min(r.num_tokens - r.num_computed, left, self.chunk_cap)
+            if q <= 0:
+                break
+            held = blocks_for(r.num_computed, self.block_size) if self.paged else r.reserved_blocks
+            blocks = blocks_for(r.num_computed + q, self.block_size) - held if self.paged else 0
+            out.append((r, q, blocks))
+            left -= q
+        return out
+
+    def _admit(self, now: float, budget: int, seqs: int, *, whole: bool) -> list[tuple[Request, int]]:
+        """Admit waiting requests in queue order. ``whole``: the whole prompt or nothing."""
         pool = self.pool
         bs = self.block_size
-        chunks: list[tuple[Request, int]] = []
+        out: list[tuple[Request, int]] = []
         waiting = self.waiting
-        while waiting:
-            r = waiting[0]
-            tokens = r.num_tokens - r.num_computed
-            if tokens > budget or seqs >= self.max_seqs:
+        caching = self.cfg.prefix_caching
+        while waiting and budget > 0 and seqs < self.max_seqs:
+            r = waiting.peek()
+            keys: list = []
+            hit = 0
+            if caching:
+                keys = prompt_block_keys(r.prefix_hashes, r.hash_block_tokens, r.prompt_tokens, bs)
+                hit = pool.match(keys)
+                if hit * bs >= r.num_tokens:
+                    hit -= 1  # the last token is always computed, to sample from it
+            computed = hit * bs
+            todo = r.num_tokens - computed
+            q = todo if whole else min(todo, budget, self.chunk_cap)
+            if q > budget:
                 break
-            blocks = blocks_for(tokens, bs)
-            if not pool.can_admit(blocks):
+            if self.paged:
+                new_blocks = blocks_for(computed + q, bs) - hit
+                room = new_blocks + (pool.revived(keys[:hit]) if hit else 0)
+            else:
+                new_blocks = room = self.reserve
+            if not pool.can_admit(room):
                 break
-            waiting.popleft()
-            pool.allocate(blocks)
+            waiting.pop()
+            if hit:
+                pool.acquire(keys[:hit])
+                r.held_keys = list(keys[:hit])
+            r.keyed_blocks = hit
+            if caching and r.first_scheduled < 0:
+                pool.query_tokens += r.prompt_tokens
+                pool.hit_tokens += computed
+                r.cached_tokens = computed
+            pool.allocate(new_blocks)
+            r.reserved_blocks = self.reserve
+            r.num_computed = computed
             r.status = Status.RUNNING
             r.queue_time += now - r.queue_enter
             if r.first_scheduled < 0:
                 r.first_scheduled = now
-            budget -= tokens
+            self._admitted += 1
+            r.admit_seq = self._admitted
+            budget -= q
             seqs += 1
-            chunks.append((r, tokens))
-        if not chunks:
-            return None
-        return Plan(
-            shape=BatchShape.prefill([(q, r.num_computed) for r, q in chunks]),
-            prefills=chunks,
-        )
+            out.append((r, q))
+            if q < todo:
+                self.prefilling.append(r)
+        return out
 
-    def _make_room(self, now: float) -> None:
-        """Preempt the latest-admitted requests until the next decode step's blocks fit."""
+    def _plan(self, granted: list[tuple[Request, int]], *, decodes: bool) -> Plan:
+        chunks = [(q, r.num_computed) for r, q in granted]
+        sampled = sum(1 for r, q in granted if r.num_computed + q == r.num_tokens)
+        shape = BatchShape.prefill(chunks, sampled=sampled)
+        if decodes and self.decode.n:
+            shape = shape.merge(self.decode.shape())
+        return Plan(shape=shape, prefills=granted)
+
+    # --- preemption ------------------------------------------------------------------------
+
+    def _make_room(self, now: float) -> bool:
+        """Preempt until the next decode step's blocks fit; True if anything was preempted."""
         ds = self.decode
+        preempted = False
         while ds.n and ds.blocks_needed() > self.pool.free:
             self._preempt(ds.pop_last(), now)
+            preempted = True
+        return preempted
+
+    def _preempt_one(self, now: float) -> None:
+        """Preempt the victim among decoding and partially prefilled requests."""
+        order = self.cfg.order
+        best = self.decode.peek_victim()
+        if self.prefilling:
+            cand = max(self.prefilling, key=lambda r: victim_key(r, order))
+            if best is None or victim_key(cand, order) > best:
+                self.prefilling.remove(cand)
+                self._preempt_recompute(cand, now)
+                return
+        self._preempt(self.decode.pop_last(), now)
 
     def _preempt(self, r: Request, now: float) -> None:
+        """A decoding request leaves the running set (already removed from the decode set)."""
         ds = self.decode
         if ds.counter > r.seg_start_decode:
             r.last_emit = self.last_decode_end
         r.segments.append((r.seg_start_decode, ds.counter, r.seg_emit))
-        self.pool.release(blocks_for(r.num_computed, self.block_size))
-        r.num_computed = 0
-        r.status = Status.WAITING
         r.preemptions += 1
+        held = self._held_blocks(r)
+        if self.cfg.preemption == "swap" and self.swap_used + held <= self.swap_capacity:
+            self._release(r)
+            r.swapped_blocks = held
+            self.swap_used += held
+            self._transfer_s += held * self.ctx.kv_block_bytes / self.ctx.host_bandwidth
+            r.status = Status.WAITING
+            self.swapped.append(r)
+            return
+        self._preempt_recompute(r, now, counted=True)
+
+    def _preempt_recompute(self, r: Request, now: float, counted: bool = False) -> None:
+        if not counted:
+            r.preemptions += 1
+        self._release(r)
+        r.num_computed = 0
+        r.keyed_blocks = 0
+        r.status = Status.WAITING
         r.queue_enter = now
-        self.waiting.appendleft(r)
+        self.waiting.push_front(r)
+
+    def _swap_in(self) -> None:
+        """Bring swapped-out requests back, oldest first, while their blocks fit."""
+        pool = self.pool
+        while self.swapped:
+            r = self.swapped[0]
+            if not pool.can_admit(r.swapped_blocks + 1):
+                return
+            self.swapped.popleft()
+            pool.allocate(r.swapped_blocks)
+            self.swap_used -= r.swapped_blocks
+            self._transfer_s += r.swapped_blocks * self.ctx.kv_block_bytes / self.ctx.host_bandwidth
+            r.swapped_blocks = 0
+            r.status = Status.RUNNING
+            self._admitted += 1
+            r.admit_seq = self._admitted
+            self._join(r, r.last_emit)
 
     # --- outcome ---------------------------------------------------------------------------
 
     def update(self, plan: Plan, start: float, durations: list[float]) -> StepStats:
-        if plan.is_decode_run:
-            return self._update_decode(start, durations)
-        end = start + durations[0]
         ds = self.decode
-        running = ds.n + len(plan.prefills)
-        used = self.pool.used  # during the step, before finished requests free their blocks
+        end = start + sum(durations)
+        running = ds.n + len(self.prefilling) + sum(
+            1 for r, _ in plan.prefills if r not in self.prefilling
+        )
+        emitted = None
+        if plan.shape.decode_seqs:
+            kv, emitted = self._advance_decode(len(durations), end)
+        else:
+            kv = [self.pool.used]
         for r, granted in plan.prefills:
             r.num_computed += granted
+            if self.cfg.prefix_caching:
+                self._register_blocks(r)
+            if r.num_computed < r.num_tokens:
+                continue  # more chunks to come
+            if self.prefilling and r in self.prefilling:
+                self.prefilling.remove(r)
             r.num_output += 1
             if r.first_token < 0:
                 r.first_token = end
-            else:  # resumed after preemption: the gap since its previous token
+            else:  # recomputed after preemption: the gap since its previous token
                 r.extra_gaps.append(end - r.last_emit)
             r.last_emit = end
             if r.num_output >= r.max_output_tokens:
                 self._finish(r, end)
             else:
-                r.seg_start_decode = ds.counter
-                r.seg_emit = end
-                ds.join(r)
-        return StepStats([used], len(self.waiting), running)
+                self._join(r, end)
+        return StepStats(kv, len(self.waiting) + len(self.swapped), running, emitted)
 
-    def _update_decode(self, start: float, durations: list[float]) -> StepStats:
+    def _join(self, r: Request, emitted_at: float) -> None:
+        r.seg_start_decode = self.decode.counter
+        r.seg_emit = emitted_at
+        self.decode.join(r, victim_key(r, self.cfg.order))
+
+    def _advance_decode(self, steps: int, end: float) -> tuple[list[int], int | None]:
+        """Apply ``steps`` decode steps; KV blocks in use at each, and tokens emitted when a
+        step emits other than one per decoding request (speculative decoding)."""
         ds = self.decode
         pool = self.pool
-        running = ds.n
-        kv = list(accumulate(ds.advance(len(durations)), initial=pool.used))
+        kv = list(accumulate(ds.advance(steps), initial=pool.used))
         del kv[0]
         pool.allocate(kv[-1] - pool.used)
-        end = start + sum(durations)
         self.last_decode_end = end
         for r in ds.pop_finished():
             r.last_emit = end
             r.segments.append((r.seg_start_decode, ds.counter, r.seg_emit))
             self._finish(r, end)
-        return StepStats(kv, len(self.waiting), running)
+        return kv, ds.emitted
+
+    def _register_blocks(self, r: Request) -> None:
+        """Offer the request's newly completed prompt blocks to the prefix cache."""
+        bs = self.block_size
+        full = min(r.num_computed, r.prompt_tokens) // bs
+        if full <= r.keyed_blocks:
+            return
+        keys = prompt_block_keys(r.prefix_hashes, r.hash_block_tokens, r.prompt_tokens, bs)
+        for i in range(r.keyed_blocks, min(full, len(keys))):
+            if self.pool.register(keys[i]):
+                r.held_keys.append(keys[i])
+        r.keyed_blocks = full
+
+    def _held_blocks(self, r: Request) -> int:
+        return blocks_for(r.num_computed, self.block_size) if self.paged else r.reserved_blocks
+
+    def _release(self, r: Request) -> None:
+        held = self._held_blocks(r)
+        if r.held_keys:
+            self.pool.release_keys(r.held_keys)
+            held -= len(r.held_keys)
+            r.held_keys = []
+        self.pool.release(held)
 
     def _finish(self, r: Request, now: float) -> None:
         r.status = Status.FINISHED
         r.finish = now
-        self.pool.release(blocks_for(r.num_computed, self.block_size))
+        self._release(r)
         self._finished.append(r)

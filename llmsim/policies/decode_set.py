@@ -8,7 +8,11 @@ computed-token count is ``c + D``. Aggregates answer what a step needs without a
 * KV blocks the step must allocate: requests whose computed count is a multiple of the block
   size, i.e. those with ``c % block_size == -D % block_size`` (a count per residue);
 * the next request to finish: a heap keyed by the counter value at which it produces its last
-  token.
+  token;
+* the preemption victim: a heap on the policy's victim key (latest admitted by default).
+
+With a contiguous KV layout (``paged=False``) every request reserved its blocks up front, so
+decode steps allocate nothing.
 
 A request's own counters are brought up to date only when it finishes or is preempted.
 """
@@ -17,40 +21,64 @@ from __future__ import annotations
 
 import heapq
 
+from llmsim.cost.base import BatchShape
 from llmsim.request import Request
 
 
 class DecodeSet:
-    __slots__ = ("_seq", "block_size", "counter", "heap", "members", "n", "residue", "sum_c")
+    __slots__ = (
+        "_seq",
+        "block_size",
+        "counter",
+        "heap",
+        "members",
+        "n",
+        "paged",
+        "residue",
+        "sum_c",
+        "victims",
+    )
 
-    def __init__(self, block_size: int) -> None:
+    emitted: int | None = None  # tokens per step: one per member
+
+    def __init__(self, block_size: int, paged: bool = True) -> None:
         self.block_size = block_size
+        self.paged = paged
         self.counter = 0
         self.n = 0
         self.sum_c = 0
         self.residue = [0] * block_size
         self.heap: list[tuple[int, int, Request]] = []
-        self.members: dict[int, Request] = {}  # join sequence -> request, in join order
+        self.victims: list[tuple[int, int, int, Request]] = []
+        self.members: dict[int, Request] = {}  # join sequence -> request
         self._seq = 0
 
-    def join(self, r: Request) -> None:
-        """Add a request whose last sampled token is not yet computed."""
+    def join(self, r: Request, victim: tuple[int, int] = (0, 0)) -> None:
+        """Add a request whose last sampled token is not yet computed; ``victim`` orders
+        preemption (largest first)."""
         c = r.num_computed - self.counter
         r.lazy_offset = c
         r.finish_decode = self.counter + r.max_output_tokens - r.num_output
         self._seq += 1
         self.members[self._seq] = r
         heapq.heappush(self.heap, (r.finish_decode, self._seq, r))
+        heapq.heappush(self.victims, (-victim[0], -victim[1], self._seq, r))
         self.n += 1
         self.sum_c += c
-        self.residue[c % self.block_size] += 1
+        if self.paged:
+            self.residue[c % self.block_size] += 1
 
     def _remove(self, r: Request) -> None:
         self.n -= 1
         self.sum_c -= r.lazy_offset
-        self.residue[r.lazy_offset % self.block_size] -= 1
+        if self.paged:
+            self.residue[r.lazy_offset % self.block_size] -= 1
         r.num_computed = r.lazy_offset + self.counter
         r.num_output = r.num_computed + 1 - r.prompt_tokens
+
+    def shape(self) -> BatchShape:
+        """The next decode step as the GPU sees it."""
+        return BatchShape.decode(self.n, self.context)
 
     @property
     def context(self) -> int:
@@ -70,6 +98,8 @@ class DecodeSet:
 
     def steps_within(self, free_blocks: int, limit: int) -> int:
         """How many of the next ``limit`` steps can run on ``free_blocks`` blocks (>= 0)."""
+        if not self.paged:
+            return limit
         # Each member needs one block per block_size steps: a cheap sufficient check first.
         if free_blocks >= self.n * -(-limit // self.block_size):
             return limit
@@ -102,10 +132,22 @@ class DecodeSet:
         return done
 
     def pop_last(self) -> Request:
-        """Remove the most recently joined member (the preemption victim) and return it."""
-        _, r = self.members.popitem()
-        self._remove(r)
-        return r
+        """Remove the preemption victim (largest victim key) and return it."""
+        victims = self.victims
+        while True:
+            _, _, seq, r = heapq.heappop(victims)
+            if self.members.pop(seq, None) is not None:
+                self._remove(r)
+                return r
+
+    def peek_victim(self) -> tuple[int, int] | None:
+        """The victim key of the member ``pop_last`` would remove, or None when empty."""
+        victims = self.victims
+        while victims and victims[0][2] not in self.members:
+            heapq.heappop(victims)
+        if not victims:
+            return None
+        return (-victims[0][0], -victims[0][1])
 
     def __len__(self) -> int:
         return self.n
