@@ -16,7 +16,7 @@ from llmsim.errors import ConfigError, DoesNotFitError, LlmsimError, UnknownName
 from llmsim.hardware import HardwareProfile, get_hardware, list_hardware
 from llmsim.metrics import MetricsConfig
 from llmsim.models import ModelSpec, from_hf_config, get_model, list_models
-from llmsim.policies import ContinuousConfig
+from llmsim.policies import ContinuousConfig, DynamicConfig, SpeculativeConfig, StaticConfig
 from llmsim.result import SimulationResult
 from llmsim.scenario import EngineConfig, Scenario, load_scenario
 from llmsim.workload import (
@@ -42,6 +42,7 @@ __all__ = [
     "ContinuousConfig",
     "CostModel",
     "DoesNotFitError",
+    "DynamicConfig",
     "EmpiricalLength",
     "EngineConfig",
     "FixedLength",
@@ -55,6 +56,8 @@ __all__ = [
     "Scenario",
     "Simulation",
     "SimulationResult",
+    "SpeculativeConfig",
+    "StaticConfig",
     "UniformLength",
     "UnknownNameError",
     "WorkloadConfig",

@@ -155,8 +155,16 @@ class BlockPool:
     running requests can still grow without an immediate preemption.
     """
 
-    __slots__ = ("total", "used", "watermark", "peak", "refs", "evictable", "hit_tokens",
-                 "query_tokens")
+    __slots__ = (
+        "evictable",
+        "hit_tokens",
+        "peak",
+        "query_tokens",
+        "refs",
+        "total",
+        "used",
+        "watermark",
+    )
 
     def __init__(self, total: int, watermark: float = 0.01) -> None:
         self.total = total
@@ -180,10 +188,13 @@ class BlockPool:
         self.used += blocks
         if self.used > self.peak:
             self.peak = self.used
-        excess = len(self.evictable) - (self.total - self.used)
-        for _ in range(excess):
-            key, _ = self.evictable.popitem(last=False)
-            del self.refs[key]
+        room = self.total - self.used
+        if room < len(self.evictable):
+            if room < 0:
+                raise RuntimeError(f"KV cache over-allocated: {self.used} of {self.total} blocks")
+            for _ in range(len(self.evictable) - room):
+                key, _ = self.evictable.popitem(last=False)
+                del self.refs[key]
 
     def release(self, blocks: int) -> None:
         self.used -= blocks

@@ -206,6 +206,7 @@ def reference_run_chunked(
             preempted = True
         for r, q in plan:
             used += blocks(r.computed + q, bs) - blocks(r.computed, bs)
+        dec_need = sum(1 for r in decoding if r.computed % bs == 0)
         if not preempted:
             seqs = len(decoding) + len(prefilling)
             while waiting and left > 0 and seqs < max_seqs:
@@ -213,7 +214,7 @@ def reference_run_chunked(
                 todo = r.tokens - r.computed
                 q = min(todo, left, chunk_cap)
                 b = blocks(q, bs)
-                if total_blocks - used - b < wm:
+                if total_blocks - used - b - dec_need < wm:
                     break
                 waiting.popleft()
                 used += b
@@ -230,7 +231,8 @@ def reference_run_chunked(
             if nxt < n:
                 t = max(t, reqs[nxt].arrival)
             continue
-        used += sum(1 for r in decoding if r.computed % bs == 0)
+        used += dec_need
+        assert used <= total_blocks
         chunks = [(q, r.computed) for r, q in plan]
         sampled = sum(1 for r, q in plan if r.computed + q == r.tokens)
         shape = BatchShape.prefill(chunks, sampled=sampled) if plan else BatchShape()

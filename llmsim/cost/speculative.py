@@ -22,7 +22,10 @@ class SpeculativeCostModel:
         t = self.target.step_time(shape)
         if shape.prefill_seqs:
             prompt_only = replace(
-                shape, decode_seqs=0, decode_context=0, spec_tokens=0,
+                shape,
+                decode_seqs=0,
+                decode_context=0,
+                spec_tokens=0,
                 sampled_seqs=shape.prefill_seqs,
             )
             t += self.draft.step_time(prompt_only)

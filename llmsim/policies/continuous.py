@@ -25,6 +25,7 @@ before PagedAttention).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Hashable
 from itertools import accumulate
 from typing import Literal
 
@@ -210,7 +211,13 @@ class ContinuousPolicy:
         left -= sum(q for _, q, _ in chunks)
         granted = [(r, q) for r, q, _ in chunks]
         if not preempted and self.waiting and not self.swapped and left > 0:
-            granted += self._admit(now, left, ds.n + len(self.prefilling), whole=False)
+            granted += self._admit(
+                now,
+                left,
+                ds.n + len(self.prefilling),
+                whole=False,
+                reserved=ds.blocks_needed() if ds.n else 0,
+            )
         if granted:
             return self._plan(granted, decodes=True)
         if not ds.n:
@@ -231,8 +238,11 @@ class ContinuousPolicy:
             left -= q
         return out
 
-    def _admit(self, now: float, budget: int, seqs: int, *, whole: bool) -> list[tuple[Request, int]]:
-        """Admit waiting requests in queue order. ``whole``: the whole prompt or nothing."""
+    def _admit(
+        self, now: float, budget: int, seqs: int, *, whole: bool, reserved: int = 0
+    ) -> list[tuple[Request, int]]:
+        """Admit waiting requests in queue order. ``whole``: the whole prompt or nothing;
+        ``reserved``: blocks this step's decodes will take."""
         pool = self.pool
         bs = self.block_size
         out: list[tuple[Request, int]] = []
@@ -240,7 +250,7 @@ class ContinuousPolicy:
         caching = self.cfg.prefix_caching
         while waiting and budget > 0 and seqs < self.max_seqs:
             r = waiting.peek()
-            keys: list = []
+            keys: list[Hashable] = []
             hit = 0
             if caching:
                 keys = prompt_block_keys(r.prefix_hashes, r.hash_block_tokens, r.prompt_tokens, bs)
@@ -257,7 +267,7 @@ class ContinuousPolicy:
                 room = new_blocks + (pool.revived(keys[:hit]) if hit else 0)
             else:
                 new_blocks = room = self.reserve
-            if not pool.can_admit(room):
+            if not pool.can_admit(room + reserved):
                 break
             waiting.pop()
             if hit:
@@ -365,8 +375,10 @@ class ContinuousPolicy:
     def update(self, plan: Plan, start: float, durations: list[float]) -> StepStats:
         ds = self.decode
         end = start + sum(durations)
-        running = ds.n + len(self.prefilling) + sum(
-            1 for r, _ in plan.prefills if r not in self.prefilling
+        running = (
+            ds.n
+            + len(self.prefilling)
+            + sum(1 for r, _ in plan.prefills if r not in self.prefilling)
         )
         emitted = None
         if plan.shape.decode_seqs:
