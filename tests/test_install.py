@@ -29,6 +29,10 @@ SHIPPED = [
     ("llmsim/hardware_profiles", ".yaml", "h100-sxm.yaml"),
     ("llmsim/model_catalog", ".yaml", "llama-3.1-8b.yaml"),
     ("llmsim/workload/data", ".csv.gz", "sharegpt_llama2_lengths.csv.gz"),
+    ("llmsim/workload/data", ".csv.gz", "arxiv_summarization_lengths.csv.gz"),
+    ("llmsim/workload/data", ".csv.gz", "azure_llm_2023_conv.csv.gz"),
+    ("llmsim/workload/data", ".jsonl.gz", "mooncake_conversation.jsonl.gz"),
+    ("llmsim/workload/data", "-CC-BY-4.0", "LICENSE-azure_llm_2023-CC-BY-4.0"),
 ]
 
 

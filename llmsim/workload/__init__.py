@@ -1,82 +1,236 @@
-"""Workloads: when requests arrive and how long their prompts and outputs are."""
+"""Workloads: when requests arrive, how long their prompts and outputs are, and what they share.
+
+A workload is either synthetic (an arrival process plus length distributions, optionally in
+multi-turn sessions) or a replayed trace. :func:`generate` turns a :class:`WorkloadConfig` and a
+seed into a :class:`RequestStream`; the same seed always gives the same stream.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from llmsim.workload.arrivals import ArrivalConfig, BatchArrivals, PoissonArrivals
+from llmsim.workload.arrivals import (
+    ArrivalConfig,
+    BatchArrivals,
+    ConstantArrivals,
+    GammaArrivals,
+    PoissonArrivals,
+)
+from llmsim.workload.classes import ClassRule, assign_classes
+from llmsim.workload.closed_loop import ClosedLoopArrivals, ClosedLoopClients, Send
+from llmsim.workload.datasets import DATASETS, TRACE_DATASETS
+from llmsim.workload.durations import (
+    DurationConfig,
+    ExponentialDuration,
+    FixedDuration,
+    LognormalDuration,
+    UniformDuration,
+)
 from llmsim.workload.lengths import (
-    DATASETS,
+    DatasetLengths,
     EmpiricalLength,
     FixedLength,
     LengthConfig,
     LognormalLength,
     UniformLength,
 )
+from llmsim.workload.prefix import HashTable, PrefixHashes, SessionHashes
+from llmsim.workload.sessions import SessionConfig, session_stream
+from llmsim.workload.stream import RequestStream, TraceStats
+from llmsim.workload.time_varying import (
+    DiurnalArrivals,
+    OnOffArrivals,
+    PiecewiseArrivals,
+    RateSegment,
+)
+from llmsim.workload.traces import TraceColumns, TraceConfig, read_trace
 
 
 class WorkloadConfig(BaseModel):
-    """Scenario section ``workload``: arrivals, lengths and how many requests."""
+    """Scenario section ``workload``: where requests come from, and how many.
+
+    Exactly one source: ``arrival`` (synthetic, with ``prompt_tokens`` and ``output_tokens``,
+    or ``lengths`` drawn in pairs from a dataset) or ``trace``. Synthetic workloads need exactly
+    one of ``num_requests`` and ``duration_s``; with a trace both are optional limits on the
+    replay (at most that many requests; arrivals in the first ``duration_s`` seconds).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    arrival: ArrivalConfig
-    prompt_tokens: LengthConfig
-    output_tokens: LengthConfig
+    arrival: ArrivalConfig | None = None
+    trace: TraceConfig | None = None
+    prompt_tokens: LengthConfig | None = None
+    output_tokens: LengthConfig | None = None
+    lengths: DatasetLengths | None = Field(
+        default=None, description="Prompt and output drawn together from one dataset row."
+    )
+    sessions: SessionConfig | None = None
+    classes: tuple[ClassRule, ...] = Field(
+        default=(), description="Rules naming request classes, first match wins."
+    )
     num_requests: int | None = Field(default=None, gt=0)
     duration_s: float | None = Field(default=None, gt=0, description="Arrivals stop after this.")
 
     @model_validator(mode="after")
-    def _one_limit(self) -> WorkloadConfig:
+    def _one_source(self) -> WorkloadConfig:
+        if (self.arrival is None) == (self.trace is None):
+            raise ValueError("give exactly one of 'arrival' or 'trace'")
+        if self.trace is not None:
+            for name in ("prompt_tokens", "output_tokens", "lengths", "sessions"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"'{name}' cannot be used with a trace: the trace has them")
+            return self
+        has_pair = self.prompt_tokens is not None or self.output_tokens is not None
+        if has_pair == (self.lengths is not None):
+            raise ValueError("give either prompt_tokens and output_tokens, or lengths")
+        if has_pair and (self.prompt_tokens is None or self.output_tokens is None):
+            raise ValueError("give both prompt_tokens and output_tokens")
         if (self.num_requests is None) == (self.duration_s is None):
             raise ValueError("give exactly one of num_requests or duration_s")
-        if isinstance(self.arrival, BatchArrivals) and self.num_requests is None:
-            raise ValueError("batch arrivals need num_requests")
+        arrival = self.arrival
+        if isinstance(arrival, BatchArrivals | ClosedLoopArrivals) and self.num_requests is None:
+            raise ValueError(f"{arrival.kind} arrivals need num_requests")
+        if (
+            isinstance(arrival, PiecewiseArrivals)
+            and self.num_requests is not None
+            and arrival.mean_rate <= 0
+        ):
+            raise ValueError(
+                "the schedule ends at rate 0, so num_requests is never reached: "
+                "give duration_s or repeat: true"
+            )
+        if self.sessions is not None:
+            closed = isinstance(arrival, ClosedLoopArrivals)
+            if closed and self.sessions.think_time is not None:
+                raise ValueError(
+                    "closed-loop clients think for arrival.think_time between turns: "
+                    "remove sessions.think_time"
+                )
+            if not closed and self.sessions.think_time is None:
+                raise ValueError("open-loop sessions need sessions.think_time between turns")
+            if isinstance(arrival, BatchArrivals):
+                raise ValueError("sessions need an arrival process for session starts, not batch")
         return self
 
 
-@dataclass(frozen=True)
-class RequestStream:
-    """Sampled requests, sorted by arrival time."""
-
-    arrival: np.ndarray
-    prompt_tokens: np.ndarray
-    output_tokens: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.arrival)
-
-
 def generate(cfg: WorkloadConfig, seed: np.random.SeedSequence) -> RequestStream:
-    """Draw the whole request stream; each component has its own independent RNG stream."""
-    s_arrival, s_prompt, s_output = (np.random.default_rng(s) for s in seed.spawn(3))
-    if cfg.num_requests is not None:
-        times = cfg.arrival.times(s_arrival, cfg.num_requests)
+    """Draw (or replay) the whole request stream.
+
+    Arrivals, prompt lengths, output lengths, sessions, classes and trace sampling each have
+    their own random stream spawned from ``seed``, so changing one leaves the others alone.
+    """
+    s_arrival, s_prompt, s_output, s_session, s_class, s_trace = seed.spawn(6)
+    if cfg.trace is not None:
+        stream = read_trace(_replay_limits(cfg, cfg.trace), np.random.default_rng(s_trace))
     else:
-        assert cfg.duration_s is not None
-        times = cfg.arrival.times_until(s_arrival, cfg.duration_s)
-    n = len(times)
-    return RequestStream(
-        arrival=np.asarray(times, dtype=float),
-        prompt_tokens=cfg.prompt_tokens.sample(s_prompt, n).astype(np.int64),
-        output_tokens=cfg.output_tokens.sample(s_output, n).astype(np.int64),
-    )
+        stream = _synthetic(cfg, s_arrival, s_prompt, s_output, s_session)
+    if cfg.classes:
+        stream = assign_classes(stream, cfg.classes, np.random.default_rng(s_class))
+    return stream
+
+
+def _replay_limits(cfg: WorkloadConfig, trace: TraceConfig) -> TraceConfig:
+    """The trace settings with ``num_requests`` and ``duration_s`` folded in."""
+    cap = trace.max_requests
+    if cfg.num_requests is not None:
+        cap = cfg.num_requests if cap is None else min(cap, cfg.num_requests)
+    end = trace.end_s
+    if cfg.duration_s is not None:
+        stop = trace.start_s + cfg.duration_s * trace.time_scale
+        end = stop if end is None else min(end, stop)
+    return trace.model_copy(update={"max_requests": cap, "end_s": end})
+
+
+def _synthetic(
+    cfg: WorkloadConfig,
+    s_arrival: np.random.SeedSequence,
+    s_prompt: np.random.SeedSequence,
+    s_output: np.random.SeedSequence,
+    s_session: np.random.SeedSequence,
+) -> RequestStream:
+    arrival = cfg.arrival
+    assert arrival is not None
+
+    def lengths(
+        rng_prompt: np.random.Generator, rng_output: np.random.Generator, n: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if cfg.lengths is not None:
+            p, o = cfg.lengths.sample(rng_prompt, n)
+        else:
+            assert cfg.prompt_tokens is not None and cfg.output_tokens is not None
+            p = cfg.prompt_tokens.sample(rng_prompt, n)
+            o = cfg.output_tokens.sample(rng_output, n)
+        return p.astype(np.int64), o.astype(np.int64)
+
+    if cfg.sessions is not None:
+        stream = session_stream(
+            cfg.sessions,
+            None if isinstance(arrival, ClosedLoopArrivals) else arrival,
+            lengths,
+            (s_arrival, s_prompt, s_output),
+            s_session,
+            num_requests=cfg.num_requests,
+            duration_s=cfg.duration_s,
+        )
+    else:
+        rng_arrival = np.random.default_rng(s_arrival)
+        if isinstance(arrival, ClosedLoopArrivals):
+            assert cfg.num_requests is not None
+            times = np.full(cfg.num_requests, np.nan)
+        elif cfg.num_requests is not None:
+            times = arrival.times(rng_arrival, cfg.num_requests)
+        else:
+            assert cfg.duration_s is not None
+            times = arrival.times_until(rng_arrival, cfg.duration_s)
+        p, o = lengths(np.random.default_rng(s_prompt), np.random.default_rng(s_output), len(times))
+        stream = RequestStream(np.asarray(times, dtype=float), p, o)
+    if isinstance(arrival, ClosedLoopArrivals):
+        # Think times belong to requests, not to the order they finish in: drawn here, every
+        # policy run on this seed sees the same ones.
+        think = arrival.think_time.sample(np.random.default_rng(s_arrival), len(stream))
+        stream = replace(stream, think_s=np.asarray(think, dtype=float))
+    return stream
 
 
 __all__ = [
     "DATASETS",
+    "TRACE_DATASETS",
     "ArrivalConfig",
     "BatchArrivals",
+    "ClassRule",
+    "ClosedLoopArrivals",
+    "ClosedLoopClients",
+    "ConstantArrivals",
+    "DatasetLengths",
+    "DiurnalArrivals",
+    "DurationConfig",
     "EmpiricalLength",
+    "ExponentialDuration",
+    "FixedDuration",
     "FixedLength",
+    "GammaArrivals",
+    "HashTable",
     "LengthConfig",
+    "LognormalDuration",
     "LognormalLength",
+    "OnOffArrivals",
+    "PiecewiseArrivals",
     "PoissonArrivals",
+    "PrefixHashes",
+    "RateSegment",
     "RequestStream",
+    "Send",
+    "SessionConfig",
+    "SessionHashes",
+    "TraceColumns",
+    "TraceConfig",
+    "TraceStats",
+    "UniformDuration",
     "UniformLength",
     "WorkloadConfig",
     "generate",
+    "read_trace",
 ]

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from functools import cache
-from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmsim.errors import ConfigError
-
-DATA_DIR = Path(__file__).resolve().parent / "data"
-
-DATASETS: dict[str, str] = {
-    "sharegpt": "sharegpt_llama2_lengths.csv.gz",
-}
-"""Length datasets shipped with llmsim, by the name a scenario uses (see data/README.md)."""
+from llmsim.workload.datasets import DATA_DIR as DATA_DIR
+from llmsim.workload.datasets import DATASETS, PAIRED_COLUMNS, dataset_path, read_column
 
 
 class _Length(BaseModel):
@@ -83,8 +75,8 @@ class EmpiricalLength(_Length):
         return self
 
     def values(self) -> np.ndarray:
-        path = DATA_DIR / DATASETS[self.dataset] if self.dataset else Path(str(self.path))
-        v = _column(str(path), self.column)
+        path = dataset_path(self.dataset) if self.dataset else str(self.path)
+        v = read_column(str(path), self.column)
         if self.max is not None:
             v = v[v <= self.max]
         if v.size == 0:
@@ -97,28 +89,61 @@ class EmpiricalLength(_Length):
         return rng.choice(self.values(), size=n, replace=True)
 
 
-@cache
-def _column(path: str, column: str) -> np.ndarray:
-    try:
-        header = pd.read_csv(path, nrows=0).columns
-    except FileNotFoundError:
-        raise ConfigError("file not found", source=path) from None
-    if column not in header:
-        raise ConfigError(
-            f"no column '{column}'; columns: {', '.join(map(str, header))}", source=path
-        )
-    col = pd.read_csv(path, usecols=[column])[column]
-    values = pd.to_numeric(col, errors="coerce")
-    bad = values.isna() | (values <= 0)
-    if bad.any():
-        line = int(np.flatnonzero(bad.to_numpy())[0]) + 2  # header is line 1
-        raise ConfigError(
-            f"column '{column}' must hold positive integers (got {col.iloc[line - 2]!r})",
-            source=f"{path}:{line}",
-        )
-    return values.to_numpy(dtype=np.int64)
-
-
 LengthConfig = Annotated[
     FixedLength | UniformLength | LognormalLength | EmpiricalLength, Field(discriminator="kind")
 ]
+
+
+class DatasetLengths(BaseModel):
+    """Prompt and output lengths drawn together: each request takes both from one dataset row.
+
+    Drawing the two columns independently would lose their correlation (long documents with
+    short summaries, short questions with long answers); drawing rows keeps every pair intact.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: str | None = Field(default=None, description=f"Shipped: {', '.join(DATASETS)}.")
+    path: str | None = Field(default=None, description="A CSV file of your own.")
+    prompt_column: str | None = Field(default=None, description="Default: the dataset's.")
+    output_column: str | None = Field(default=None, description="Default: the dataset's.")
+    max_prompt_tokens: int | None = Field(default=None, gt=0, description="Drop longer rows.")
+    max_output_tokens: int | None = Field(default=None, gt=0, description="Drop longer rows.")
+    max_total_tokens: int | None = Field(default=None, gt=0, description="Drop longer rows.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatasetLengths:
+        if (self.dataset is None) == (self.path is None):
+            raise ValueError("give exactly one of 'dataset' or 'path'")
+        if self.dataset is not None and self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset '{self.dataset}'; valid: {', '.join(DATASETS)}")
+        if self.path is not None and (self.prompt_column is None or self.output_column is None):
+            raise ValueError("a CSV path needs prompt_column and output_column")
+        return self
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The dataset's (prompt, output) rows that pass the filters."""
+        if self.dataset is not None:
+            path = str(dataset_path(self.dataset))
+            p_col, o_col = PAIRED_COLUMNS[self.dataset]
+        else:
+            path, p_col, o_col = str(self.path), "", ""
+        p_col = self.prompt_column or p_col
+        o_col = self.output_column or o_col
+        prompt, output = read_column(path, p_col), read_column(path, o_col)
+        keep = np.ones(len(prompt), dtype=bool)
+        if self.max_prompt_tokens is not None:
+            keep &= prompt <= self.max_prompt_tokens
+        if self.max_output_tokens is not None:
+            keep &= output <= self.max_output_tokens
+        if self.max_total_tokens is not None:
+            keep &= prompt + output <= self.max_total_tokens
+        if not keep.any():
+            raise ConfigError("no row passes the max_*_tokens filters", source=path)
+        return prompt[keep], output[keep]
+
+    def sample(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` rows drawn with replacement: (prompt tokens, output tokens)."""
+        prompt, output = self.pairs()
+        rows = rng.integers(0, len(prompt), size=n)
+        return prompt[rows], output[rows]

@@ -1,0 +1,161 @@
+"""Closed-loop clients: N users, each sending its next request after the previous one finishes.
+
+This is how most serving benchmarks drive an engine (a fixed concurrency). Arrival times depend
+on finish times, so they cannot be drawn before the run: the workload draws everything else
+(lengths, sessions, and each request's think time, so that every policy compared on the same
+seed sees the same think times), and the engine drives a :class:`ClosedLoopClients` as requests
+finish::
+
+    clients = ClosedLoopClients.from_config(scenario.workload.arrival, stream)
+    for send in clients.initial_requests():       # one per client, at t = 0 (or ramped)
+        schedule_arrival(send.time, send.request)
+    ...
+    # whenever request i leaves the system (finished or rejected) at time `now`:
+    send = clients.on_finish(i, now)
+    if send is not None:
+        schedule_arrival(send.time, send.request)   # send.time >= now
+
+Each client has at most one request in flight, so the system never holds more than
+``clients`` requests. A client runs whole sessions: the turns of a conversation go out in order
+from one client; when its conversation ends it starts the next one nobody has taken.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmsim.errors import ConfigError
+from llmsim.workload.durations import DurationConfig, FixedDuration
+from llmsim.workload.stream import RequestStream
+
+
+class ClosedLoopArrivals(BaseModel):
+    """``clients`` concurrent users; each waits ``think_time`` after a reply before sending again.
+
+    Needs ``workload.num_requests`` (the total sent by all clients together). With
+    ``ramp_up_s``, client ``c`` sends its first request at ``c * ramp_up_s / clients``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["closed_loop"] = "closed_loop"
+    clients: int = Field(gt=0, description="Concurrent users (the maximum requests in flight).")
+    think_time: DurationConfig = Field(default_factory=lambda: FixedDuration(value=0.0))
+    ramp_up_s: float = Field(default=0.0, ge=0, description="Spread of the first requests.")
+
+    def times(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        raise ConfigError(
+            "closed-loop arrival times are decided during the run (see ClosedLoopClients)",
+            field="workload.arrival",
+        )
+
+    def times_until(self, rng: np.random.Generator, duration: float) -> np.ndarray:
+        raise ConfigError(
+            "closed-loop arrivals need workload.num_requests, not duration_s",
+            field="workload.duration_s",
+        )
+
+
+class Send(NamedTuple):
+    """A client sends request ``request`` (its position in the stream) at ``time``."""
+
+    time: float
+    request: int
+    client: int
+
+
+class ClosedLoopClients:
+    """Hands out a closed-loop stream's requests to its clients as earlier requests finish.
+
+    Plain Python, no simulation clock of its own: the caller reports finishes in time order
+    and schedules the returned sends. Every request is sent exactly once.
+    """
+
+    def __init__(self, clients: int, stream: RequestStream, ramp_up_s: float = 0.0) -> None:
+        if clients <= 0:
+            raise ValueError(f"clients must be positive (got {clients})")
+        n = len(stream)
+        self.clients = clients
+        self.ramp_up_s = ramp_up_s
+        self._n = n
+        self._think: list[float] = (
+            stream.think_s.tolist() if stream.think_s is not None else [0.0] * n
+        )
+        # Request i ends its session when the next entry belongs to another session.
+        if stream.session_id is not None and n:
+            sid = stream.session_id
+            last = np.append(sid[1:] != sid[:-1], True)
+        else:
+            last = np.ones(n, dtype=bool)
+        self._ends_session: list[bool] = last.tolist()
+        stops = np.flatnonzero(last) + 1  # one past the end of each session
+        starts = np.concatenate(([0], stops[:-1])) if n else np.empty(0, dtype=np.int64)
+        self._session_stop = dict(zip(starts.tolist(), stops.tolist(), strict=True))
+        self._next = 0  # first request of the next session no client has taken
+        self._client: list[int] = [-1] * n
+        self._done: list[bool] = [False] * n
+        self.in_flight = 0
+        self.sent = 0
+
+    @classmethod
+    def from_config(cls, cfg: ClosedLoopArrivals, stream: RequestStream) -> ClosedLoopClients:
+        return cls(cfg.clients, stream, cfg.ramp_up_s)
+
+    def client_of(self, index: int) -> int:
+        """The client that sent (or will send) request ``index``; -1 if none yet."""
+        return self._client[index]
+
+    @property
+    def finished(self) -> bool:
+        """Every request has been sent and has finished."""
+        return self.sent == self._n and self.in_flight == 0
+
+    def _take_session(self) -> int | None:
+        if self._next >= self._n:
+            return None
+        first = self._next
+        self._next = self._session_stop[first]
+        return first
+
+    def _send(self, time: float, index: int, client: int) -> Send:
+        self._client[index] = client
+        self.in_flight += 1
+        self.sent += 1
+        return Send(time, index, client)
+
+    def initial_requests(self) -> list[Send]:
+        """Each client's first request, in time order (fewer if there are fewer sessions).
+
+        Called once, before any ``on_finish``.
+        """
+        if self.sent:
+            raise ValueError("initial_requests() was already called")
+        out: list[Send] = []
+        for c in range(self.clients):
+            first = self._take_session()
+            if first is None:
+                break
+            out.append(self._send(c * self.ramp_up_s / self.clients, first, c))
+        return out
+
+    def on_finish(self, index: int, now: float) -> Send | None:
+        """Request ``index`` left the system at ``now``: its client's next send, if any.
+
+        The next request is the following turn of the same session, or else the first turn of
+        the next untaken session, after the finished request's think time. None when no
+        requests are left for this client.
+        """
+        c = self._client[index]
+        if c < 0:
+            raise ValueError(f"request {index} was never sent")
+        if self._done[index]:
+            raise ValueError(f"request {index} finished twice")
+        self._done[index] = True
+        self.in_flight -= 1
+        nxt = index + 1 if not self._ends_session[index] else self._take_session()
+        if nxt is None:
+            return None
+        return self._send(now + self._think[index], nxt, c)

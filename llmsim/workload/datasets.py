@@ -1,0 +1,67 @@
+"""Data files shipped with llmsim (see data/README.md for their sources and licenses)."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from llmsim.errors import ConfigError
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+DATASETS: dict[str, str] = {
+    "sharegpt": "sharegpt_llama2_lengths.csv.gz",
+    "arxiv": "arxiv_summarization_lengths.csv.gz",
+    "azure_conv": "azure_llm_2023_conv.csv.gz",
+    "azure_code": "azure_llm_2023_code.csv.gz",
+}
+"""Length datasets (CSV) by the name a scenario uses."""
+
+PAIRED_COLUMNS: dict[str, tuple[str, str]] = {
+    "sharegpt": ("num_prefill_tokens", "num_decode_tokens"),
+    "arxiv": ("num_prefill_tokens", "num_decode_tokens"),
+    "azure_conv": ("ContextTokens", "GeneratedTokens"),
+    "azure_code": ("ContextTokens", "GeneratedTokens"),
+}
+"""The prompt and output columns of each length dataset."""
+
+TRACE_DATASETS: dict[str, tuple[str, str]] = {
+    "azure_conv": ("azure_llm_2023_conv.csv.gz", "azure"),
+    "azure_code": ("azure_llm_2023_code.csv.gz", "azure"),
+    "mooncake_conversation": ("mooncake_conversation.jsonl.gz", "mooncake"),
+}
+"""Trace excerpts, by name: (file, trace format)."""
+
+
+def dataset_path(name: str) -> Path:
+    return DATA_DIR / DATASETS[name]
+
+
+def trace_dataset_path(name: str) -> Path:
+    return DATA_DIR / TRACE_DATASETS[name][0]
+
+
+@cache
+def read_column(path: str, column: str) -> np.ndarray:
+    """A CSV column of positive integers, in file order; a bad value names its line."""
+    try:
+        header = pd.read_csv(path, nrows=0).columns
+    except FileNotFoundError:
+        raise ConfigError("file not found", source=path) from None
+    if column not in header:
+        raise ConfigError(
+            f"no column '{column}'; columns: {', '.join(map(str, header))}", source=path
+        )
+    col = pd.read_csv(path, usecols=[column])[column]
+    values = pd.to_numeric(col, errors="coerce")
+    bad = values.isna() | (values <= 0) | (values != np.floor(values))
+    if bad.any():
+        line = int(np.flatnonzero(bad.to_numpy())[0]) + 2  # header is line 1
+        raise ConfigError(
+            f"column '{column}' must hold positive integers (got {col.iloc[line - 2]!r})",
+            source=f"{path}:{line}",
+        )
+    return values.to_numpy(dtype=np.int64)
