@@ -1,4 +1,5 @@
-"""The ``llmsim`` command line: run, validate, hardware, models."""
+"""The ``llmsim`` command line: run, validate, hardware, models; calibrate, fidelity and
+profile (in :mod:`llmsim.cli_calibrate`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from llmsim.cli_calibrate import calibrate, fidelity, profile
 from llmsim.engine import Simulation, build_replica
 from llmsim.errors import LlmsimError
 from llmsim.hardware import list_hardware
@@ -222,6 +224,11 @@ def models() -> None:
             m.weight_dtype,
         )
     out_console.print(t)
+
+
+app.command()(calibrate)
+app.command()(fidelity)
+app.command()(profile)
 
 
 def main() -> None:  # pragma: no cover - entry point

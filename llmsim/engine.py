@@ -1,127 +1,41 @@
 """The simulation engine: the only module that uses SimPy.
 
 Each replica is one SimPy process that loops: ask its policy for a plan, price it with the
-cost model, wait that long, apply the outcome. One event per step, per arrival; a run of pure
-decode steps over an unchanged batch is one event (each step still priced on its own shape),
-ending at the step in which the next request arrives.
+cost model, wait that long, apply the outcome. One event per step, per arrival and per KV
+transfer; a run of pure decode steps over an unchanged batch is one event (each step still
+priced on its own shape), ending at the step in which the next request arrives anywhere.
+
+Requests reach replicas through the router: by class to the pools that serve it, then by the
+router's rule among that pool's replicas. With prefill and decode pools, a request is
+prefilled in one, its KV cache crosses the link, and it decodes in the other; its first token
+reaches the client with the KV cache. Closed-loop clients send their next request when the
+previous one finishes, after a think time.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Hashable
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import simpy
 
-from llmsim.cost import ConstantConfig, CostConfig, CostModel
-from llmsim.cost.speculative import SpeculativeCostModel
-from llmsim.errors import ConfigError
-from llmsim.hardware import get_hardware
-from llmsim.kv_cache import BlockPool, KVBudget, kv_budget
 from llmsim.metrics import StepLog, inter_token_gaps, requests_frame, summarize
-from llmsim.models import ModelSpec, get_model
-from llmsim.policies import Policy, ReplicaContext
-from llmsim.request import Request
+from llmsim.models import get_model
+from llmsim.replica import Replica, build_replica
+from llmsim.request import Request, Status
 from llmsim.result import SimulationResult
+from llmsim.routing import Router
 from llmsim.scenario import Scenario
 from llmsim.workload import RequestStream, generate
+from llmsim.workload.closed_loop import ClosedLoopArrivals, ClosedLoopClients
 
 ProgressFn = Callable[[int, int], None]
 
-
-@dataclass
-class Replica:
-    """One serving instance: a policy, its KV pool and its cost model."""
-
-    index: int
-    policy: Policy
-    cost: CostModel
-    kv: KVBudget
-    idle: simpy.Event | None = None
-
-
-def build_replica(
-    scenario: Scenario, index: int = 0, rng: np.random.Generator | None = None
-) -> Replica:
-    """Resolve model and hardware, size the KV cache, build the policy and the cost model.
-
-    Raises DoesNotFitError (with the numbers) when the model does not fit the GPUs, and a
-    ConfigError when the policy cannot run on this replica (e.g. a batch the KV cache cannot
-    hold).
-    """
-    model = get_model(scenario.model)
-    hw = get_hardware(scenario.hardware)
-    eng = scenario.engine
-    tp = scenario.tensor_parallel
-    max_len = eng.max_model_len or model.max_context
-    pol = scenario.policy
-    draft = _draft_model(scenario, model)
-    tokens, seqs = pol.memory_profile(max_len)
-    budget = kv_budget(
-        model,
-        hw,
-        tp,
-        gpu_memory_utilization=eng.gpu_memory_utilization,
-        block_size=eng.block_size,
-        max_batched_tokens=tokens,
-        max_seqs=seqs,
-        num_blocks=eng.kv_blocks,
-        source=scenario.source,
-        draft=draft,
-    )
-    pool = BlockPool(budget.num_blocks, watermark=getattr(pol, "watermark", 0.0))
-    ctx = ReplicaContext(
-        pool=pool,
-        block_size=eng.block_size,
-        max_model_len=max_len,
-        kv_block_bytes=budget.kv_bytes_per_token * eng.block_size,
-        host_bandwidth=hw.pcie_bandwidth_gbps * 1e9,
-        rng=rng if rng is not None else np.random.default_rng(scenario.seed),
-    )
-    try:
-        policy = pol.build(ctx)
-    except ValueError as exc:
-        raise ConfigError(str(exc), source=scenario.source, field="policy") from None
-    cost: CostModel = eng.cost.build(model, hw, tp)
-    if draft is not None:
-        cost = SpeculativeCostModel(cost, _draft_cost(scenario).build(draft, hw, tp))
-    return Replica(index, policy, cost, budget)
-
-
-def _draft_model(scenario: Scenario, target: ModelSpec) -> ModelSpec | None:
-    name = getattr(scenario.policy, "draft_model", None)
-    if name is None:
-        return None
-    draft = get_model(name, source=scenario.source, field="policy.draft_model")
-    if draft.num_params >= target.num_params:
-        raise ConfigError(
-            f"draft model {draft.name} ({draft.num_params / 1e9:.1f}B parameters) must be "
-            f"smaller than the target {target.name} ({target.num_params / 1e9:.1f}B)",
-            source=scenario.source,
-            field="policy.draft_model",
-        )
-    if draft.vocab_size != target.vocab_size:
-        raise ConfigError(
-            f"draft model {draft.name} has vocabulary {draft.vocab_size}, the target "
-            f"{target.name} {target.vocab_size}: a draft must share the target's tokenizer",
-            source=scenario.source,
-            field="policy.draft_model",
-        )
-    return draft
-
-
-def _draft_cost(scenario: Scenario) -> CostConfig:
-    """The draft runs inside the target's step: no host overhead of its own. With a
-    constant-time model, a draft pass costs a tenth of a target step."""
-    cfg = scenario.engine.cost
-    fields = type(cfg).model_fields
-    free: dict[str, Any] = {k: 0.0 for k in ("step_overhead_ms", "seq_overhead_us") if k in fields}
-    if isinstance(cfg, ConstantConfig):
-        return cfg.model_copy(update={"step_s": cfg.step_s * 0.1})
-    return cfg.model_copy(update=free)
+__all__ = ["ProgressFn", "Replica", "Simulation", "build_replica", "simulate"]
 
 
 class Simulation:
@@ -130,69 +44,188 @@ class Simulation:
     def __init__(self, scenario: Scenario, stream: RequestStream | None = None) -> None:
         self.scenario = scenario
         seed = np.random.SeedSequence(scenario.seed)
-        workload_seed, policy_seed = seed.spawn(2)
-        self.replicas = [build_replica(scenario, 0, np.random.default_rng(policy_seed))]
+        workload_seed, policy_seed, router_seed = seed.spawn(3)
+        specs = scenario.replica_specs()
+        policy_rngs = [np.random.default_rng(s) for s in policy_seed.spawn(len(specs))]
+        self.replicas = [build_replica(scenario, s.index, policy_rngs[s.index], s) for s in specs]
+        cluster = scenario.cluster
+        self.router = Router(
+            cluster.router.kind if cluster else "round_robin",
+            np.random.default_rng(router_seed),
+        )
+        self.link = cluster.kv_transfer if cluster else None
+        self.kv_bytes_per_token = get_model(scenario.model).kv_bytes_per_token
         self.stream = stream if stream is not None else generate(scenario.workload, workload_seed)
+        arrival = scenario.workload.arrival
+        self.clients = (
+            ClosedLoopClients.from_config(arrival, self.stream)
+            if isinstance(arrival, ClosedLoopArrivals) and self.stream.closed_loop
+            else None
+        )
         self.env = simpy.Environment()
         self.log = StepLog()
-        self.next_arrival = math.inf
-        self._rr = 0
+        self._idle: dict[int, simpy.Event] = {}
+        self._open_next = math.inf  # next open-loop arrival time
+        self._pending: list[float] = []  # other scheduled arrivals (closed loop, KV transfers)
+        self._entry = [r for r in self.replicas if r.role != "decode"]
+        self._decoders = [r for r in self.replicas if r.role == "decode"]
+        self._sent = 0
+        self._progress: ProgressFn | None = None
 
-    # --- processes -------------------------------------------------------------------------
+    # --- arrivals ----------------------------------------------------------------------------
 
-    def _route(self, r: Request) -> Replica:
-        rep = self.replicas[self._rr % len(self.replicas)]
-        self._rr += 1
-        return rep
+    @property
+    def next_arrival(self) -> float:
+        """When anything next arrives at any replica (bounds runs of decode steps)."""
+        pending = self._pending
+        now = self.env.now
+        while pending and pending[0] < now:
+            heapq.heappop(pending)
+        return min(self._open_next, pending[0]) if pending else self._open_next
 
-    def _arrivals(self, progress: ProgressFn | None) -> Generator[Any, Any, None]:
-        env = self.env
+    def _request(self, i: int, t: float) -> Request:
         s = self.stream
-        times = s.arrival.tolist()
-        prompts = s.prompt_tokens.tolist()
-        outputs = s.output_tokens.tolist()
+        prefix = s.prefix
+        return Request(
+            i,
+            t,
+            int(s.prompt_tokens[i]),
+            int(s.output_tokens[i]),
+            priority=int(s.priority[i]) if s.priority is not None else 0,
+            tag=str(s.request_class[i]) if s.request_class is not None else "",
+            prefix_hashes=tuple(prefix.ids(i).tolist()) if prefix is not None else None,
+            hash_block_tokens=prefix.block_size if prefix is not None else 0,
+        )
+
+    def _affinity(self, r: Request) -> Hashable:
+        kind = self.router.kind
+        if kind == "prefix_affinity" and r.prefix_hashes:
+            return ("prefix", r.prefix_hashes[0])
+        if kind == "session_affinity" and self.stream.session_id is not None:
+            return ("session", int(self.stream.session_id[r.id]))
+        return None
+
+    def _candidates(self, r: Request, replicas: list[Replica]) -> list[Replica]:
+        """Replicas of the pools that serve this request's class (or serve any class)."""
+        tag = r.tag
+        named = [rep for rep in replicas if rep.classes and tag in rep.classes]
+        return named or [rep for rep in replicas if not rep.classes]
+
+    def _arrive(self, i: int, t: float) -> None:
+        r = self._request(i, t)
+        candidates = self._candidates(r, self._entry)
+        if not candidates:
+            r.status = Status.REJECTED
+            r.finish = t
+            self._unroutable.append(r)
+            self._on_finish(r, t)
+            return
+        rep = self.router.choose(r, candidates, self._affinity(r))
+        assert isinstance(rep, Replica)
+        r.replica = rep.index
+        rep.outstanding += 1
+        rep.pending_tokens += r.prompt_tokens + r.max_output_tokens
+        rep.policy.add(r, t)
+        self._wake(rep)
+        self._collect(rep)
+        self._sent += 1
+        if self._progress is not None and self._sent % self._tick == 0:
+            self._progress(self._sent, len(self.stream))
+
+    def _open_loop(self) -> Generator[Any, Any, None]:
+        env = self.env
+        times = self.stream.arrival.tolist()
         n = len(times)
-        tick = max(1, n // 100)
         for i in range(n):
             t = times[i]
             if t > env.now:
+                self._open_next = t
                 yield env.timeout(t - env.now)
-            self.next_arrival = times[i + 1] if i + 1 < n else math.inf
-            r = Request(i, t, prompts[i], outputs[i])
-            rep = self._route(r)
-            r.replica = rep.index
-            rep.policy.add(r, t)
-            if rep.idle is not None and not rep.idle.triggered:
-                rep.idle.succeed()
-            if progress is not None and (i + 1) % tick == 0:
-                progress(i + 1, n)
+            self._open_next = times[i + 1] if i + 1 < n else math.inf
+            self._arrive(i, t)
+
+    def _at(self, t: float, action: Callable[[], None]) -> None:
+        """Run ``action`` at time ``t`` (>= now): a bare timeout with a callback."""
+        heapq.heappush(self._pending, t)
+        ev = self.env.timeout(max(t - self.env.now, 0.0))
+        ev.callbacks.append(lambda _: action())
+
+    def _send(self, i: int, t: float) -> None:
+        self._at(t, lambda: self._arrive(i, t))
+
+    # --- finishes and hand-offs --------------------------------------------------------------
+
+    def _collect(self, rep: Replica) -> None:
+        """Account for what the replica's policy finished or handed off since last time."""
+        done = rep.policy.finished
+        while rep.seen < len(done):
+            r = done[rep.seen]
+            rep.seen += 1
+            rep.outstanding -= 1
+            rep.pending_tokens -= r.prompt_tokens + r.max_output_tokens
+            self._on_finish(r, r.finish)
+        handoffs: list[Request] | None = getattr(rep.policy, "handoffs", None)
+        if handoffs:
+            for r in handoffs:
+                rep.outstanding -= 1
+                rep.pending_tokens -= r.prompt_tokens + r.max_output_tokens
+                self._ship(r, r.last_emit)
+            handoffs.clear()
+
+    def _on_finish(self, r: Request, now: float) -> None:
+        if self.clients is not None:
+            nxt = self.clients.on_finish(r.id, now)
+            if nxt is not None:
+                self._send(nxt.request, nxt.time)
+
+    def _ship(self, r: Request, now: float) -> None:
+        """Carry a prefilled request's KV cache to a decode replica."""
+        assert self.link is not None
+        r.prefill_replica = r.replica
+        t = now + self.link.transfer_s(r.num_computed * self.kv_bytes_per_token)
+        self._at(t, lambda: self._to_decoder(r, t))
+
+    def _to_decoder(self, r: Request, t: float) -> None:
+        rep = self.router.choose(r, self._decoders, self._affinity(r))
+        assert isinstance(rep, Replica)
+        r.replica = rep.index
+        r.first_token = r.last_emit = t  # the first token reaches the client with the KV
+        rep.outstanding += 1
+        rep.pending_tokens += r.prompt_tokens + r.max_output_tokens
+        rep.policy.add_prefilled(r, t)  # type: ignore[attr-defined]
+        self._wake(rep)
+
+    # --- replicas ----------------------------------------------------------------------------
+
+    def _wake(self, rep: Replica) -> None:
+        ev = self._idle.get(rep.index)
+        if ev is not None and not ev.triggered:
+            ev.succeed()
 
     def _replica(self, rep: Replica) -> Generator[Any, Any, None]:
         env = self.env
         policy = rep.policy
-        cost = rep.cost
         log = self.log
-        step_time = cost.step_time
-        decode_time = cost.decode_step_time
+        step_time = rep.cost.step_time
+        decode_time = rep.cost.decode_step_time
         while True:
             plan = policy.schedule(env.now)
             if plan is None:
-                rep.idle = env.event()
+                idle = self._idle[rep.index] = env.event()
                 wake = policy.wake_at(env.now)
                 if wake is None:
-                    yield rep.idle
+                    yield idle
                 else:
-                    yield rep.idle | env.timeout(max(wake - env.now, 0.0))
-                rep.idle = None
+                    yield idle | env.timeout(max(wake - env.now, 0.0))
                 continue
             start = env.now
             total = step_time(plan.shape) + plan.extra_s
             durations = [total]
-            if plan.decode_steps > 1 and total < self.next_arrival - start:
+            horizon = self.next_arrival - start
+            if plan.decode_steps > 1 and total < horizon:
                 # the rest of a run of pure-decode steps, until the step a request arrives in
                 n = plan.shape.decode_seqs
                 ctx = plan.shape.decode_context
-                horizon = self.next_arrival - start
                 for _ in range(plan.decode_steps - 1):
                     ctx += n
                     d = decode_time(n, ctx)
@@ -203,24 +236,36 @@ class Simulation:
             yield env.timeout(total)
             stats = policy.update(plan, start, durations)
             log.record(rep.index, start, durations, plan, stats)
+            self._collect(rep)
 
-    # --- run -------------------------------------------------------------------------------
+    # --- run ---------------------------------------------------------------------------------
 
     def run(self, progress: ProgressFn | None = None) -> SimulationResult:
         env = self.env
+        self._progress = progress
+        self._tick = max(1, len(self.stream) // 100)
+        self._unroutable: list[Request] = []
         for rep in self.replicas:
             env.process(self._replica(rep))
-        env.process(self._arrivals(progress))
+        if self.clients is not None:
+            for s in self.clients.initial_requests():
+                self._send(s.request, s.time)
+        else:
+            env.process(self._open_loop())
         env.run()
         return self._result()
 
     def _result(self) -> SimulationResult:
-        requests: list[Request] = [r for rep in self.replicas for r in rep.policy.finished]
+        requests = [r for rep in self.replicas for r in rep.policy.finished]
+        requests += self._unroutable
         unfinished = len(self.stream) - len(requests)
-        if unfinished:  # cannot happen with a work-conserving policy; guard the invariant
+        if unfinished:  # cannot happen with work-conserving policies; guard the invariant
             raise RuntimeError(f"{unfinished} requests never finished")
         req_df = requests_frame(requests)
+        pools = {rep.index: rep.pool for rep in self.replicas}
+        req_df["pool"] = req_df["replica"].map(pools).fillna("")
         steps_df = self.log.frame([rep.kv.num_blocks for rep in self.replicas])
+        steps_df["pool"] = steps_df["replica"].map(pools)
         ends = []
         for rep in self.replicas:
             mine = steps_df[(steps_df["replica"] == rep.index) & (steps_df["decode_tokens"] > 0)]
@@ -233,8 +278,34 @@ class Simulation:
         measured = [r for r in requests if window[0] <= r.arrival <= window[1]]
         itl = inter_token_gaps(measured, ends)
         summary = summarize(req_df, steps_df, itl, window, mcfg)
+        hits = [rep.policy.pool for rep in self.replicas]  # type: ignore[attr-defined]
+        if any(p.query_tokens for p in hits):
+            summary["prefix_cache_hit_rate"] = sum(p.hit_tokens for p in hits) / sum(
+                p.query_tokens for p in hits
+            )
+        if self.stream.trace is not None:
+            summary["trace_bad_rows_skipped"] = float(self.stream.trace.bad_rows)
+        groups: dict[str, pd.DataFrame] = {}
+        if len(self.replicas) > 1:
+            for key in ("pool", "replica"):
+                rows = {}
+                for name, sub in req_df.groupby(key, sort=True):
+                    ids = set(sub["request_id"].tolist())
+                    members = [r for r in measured if r.id in ids]
+                    st = steps_df[steps_df[key] == name]
+                    gaps = inter_token_gaps(members, ends)
+                    rows[name] = summarize(sub, st, gaps, window, mcfg)
+                groups[key] = pd.DataFrame.from_dict(rows, orient="index").rename_axis(key)
         return SimulationResult(
-            self.scenario, req_df, steps_df, summary, [rep.kv for rep in self.replicas], itl
+            self.scenario,
+            req_df,
+            steps_df,
+            summary,
+            [rep.kv for rep in self.replicas],
+            itl,
+            window,
+            groups.get("pool"),
+            groups.get("replica"),
         )
 
 

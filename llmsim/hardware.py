@@ -2,7 +2,8 @@
 
 A profile holds datasheet figures: peak dense FLOP/s per data type, HBM capacity and bandwidth,
 GPU-to-GPU interconnect and PCIe bandwidth, and an on-demand price. Cost models turn these into
-step times; calibration (when present) adds the achieved fractions measured on real kernels.
+step times; calibration (when present) adds the achieved fractions measured on real kernels,
+in the ``calibration:`` section (:mod:`llmsim.hardware_calibration`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmsim.config_io import load_model_file, shipped_dir
 from llmsim.errors import UnknownNameError, did_you_mean
+from llmsim.hardware_calibration import Calibration
 
 DType = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4"]
 
@@ -57,6 +59,9 @@ class HardwareProfile(BaseModel):
     calibrated: bool = Field(
         default=False, description="True when efficiency factors were fitted on measurements."
     )
+    calibration: Calibration | None = Field(
+        default=None, description="Kernel parameters fitted on measurements (llmsim calibrate)."
+    )
 
     @model_validator(mode="after")
     def _needs_half_precision(self) -> HardwareProfile:
@@ -65,6 +70,10 @@ class HardwareProfile(BaseModel):
         for dtype, value in self.peak_tflops.items():
             if value <= 0:
                 raise ValueError(f"peak_tflops.{dtype} must be > 0")
+        if self.calibrated != (self.calibration is not None):
+            raise ValueError(
+                "calibrated: true goes with a calibration section (and false without one)"
+            )
         return self
 
     @property

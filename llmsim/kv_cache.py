@@ -69,17 +69,19 @@ def kv_budget(
     num_blocks: int | None = None,
     source: str | None = None,
     draft: ModelSpec | None = None,
+    pp: int = 1,
 ) -> KVBudget:
     """KV capacity of one replica, or DoesNotFitError with the numbers when it has none.
 
     With a ``draft`` model (speculative decoding) its weights share the memory and every
-    cached token holds the draft's KV too.
+    cached token holds the draft's KV too. With ``pp`` pipeline stages each GPU holds 1/pp of
+    the layers, so of the weights and of each token's KV.
     """
     memory = hardware.memory_bytes
     usable = memory * gpu_memory_utilization
-    weights = model.weight_bytes / tp
+    weights = model.weight_bytes / tp / pp
     acts = activation_bytes(model, tp, max_batched_tokens, max_seqs)
-    per_token = model.kv_bytes_per_token_per_gpu(tp)
+    per_token = model.kv_bytes_per_token_per_gpu(tp) / pp
     if draft is not None:
         weights += draft.weight_bytes / tp
         per_token += draft.kv_bytes_per_token_per_gpu(tp)
@@ -87,7 +89,8 @@ def kv_budget(
         raise DoesNotFitError(
             f"{model.name} does not fit: weights {weights / 1e9:.1f} GB per GPU > usable memory "
             f"{usable / 1e9:.1f} GB ({hardware.name}, {hardware.memory_gib:g} GiB x "
-            f"gpu_memory_utilization {gpu_memory_utilization:g}) at tensor_parallel={tp}; "
+            f"gpu_memory_utilization {gpu_memory_utilization:g}) at tensor_parallel={tp}"
+            f"{f', pipeline_parallel={pp}' if pp > 1 else ''}; "
             "use more GPUs, a larger GPU or lower-precision weights",
             source=source,
             field="model",

@@ -107,6 +107,8 @@ def requests_frame(requests: Sequence[Request]) -> pd.DataFrame:
         {
             "request_id": np.fromiter((r.id for r in rs), np.int64, len(rs)),
             "replica": np.fromiter((r.replica for r in rs), np.int32, len(rs)),
+            "prefill_replica": np.fromiter((r.prefill_replica for r in rs), np.int32, len(rs)),
+            "request_class": [r.tag for r in rs],
             "status": pd.Categorical(
                 [r.status.name.lower() for r in rs],
                 categories=[s.name.lower() for s in Status],

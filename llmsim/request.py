@@ -47,6 +47,7 @@ class Request:
         "num_computed",
         "num_output",
         "preemptions",
+        "prefill_replica",
         "prefix_hashes",
         "priority",
         "prompt_tokens",
@@ -111,6 +112,7 @@ class Request:
         self.keyed_blocks = 0  # prompt blocks already looked up or registered in the cache
         self.reserved_blocks = 0  # contiguous layout: blocks reserved at admission
         self.swapped_blocks = 0  # blocks held in host memory while swapped out
+        self.prefill_replica = -1  # disaggregated serving: where the prompt was prefilled
 
     @property
     def num_tokens(self) -> int:

@@ -25,7 +25,9 @@ class SimulationResult:
     ``requests``: one row per request; ``steps``: one row per engine step (all replicas);
     ``summary``: flat dict of metrics with the names serving benchmarks use (``mean_ttft_ms``,
     ``p99_itl_ms``, ``request_throughput``...); ``itl``: the pooled inter-token gaps of the
-    measured requests, in seconds, as distinct values with counts.
+    measured requests, in seconds, as distinct values with counts; ``window``: the measurement
+    window (seconds); ``by_pool`` / ``by_replica``: the same summary per pool and per replica
+    (a row each), for runs with more than one replica.
     """
 
     scenario: Scenario
@@ -34,6 +36,9 @@ class SimulationResult:
     summary: dict[str, float]
     kv: list[KVBudget] = field(default_factory=list)
     itl: Weighted | None = None
+    window: tuple[float, float] = (0.0, 0.0)
+    by_pool: pd.DataFrame | None = None
+    by_replica: pd.DataFrame | None = None
 
     @property
     def summary_frame(self) -> pd.DataFrame:
@@ -56,6 +61,10 @@ class SimulationResult:
         _atomic(paths["summary"], lambda p: Path(p).write_text(text, encoding="utf-8"))
         scenario_text = self.scenario.to_yaml()
         _atomic(paths["scenario"], lambda p: Path(p).write_text(scenario_text, encoding="utf-8"))
+        for name, table in (("pools", self.by_pool), ("replicas", self.by_replica)):
+            if table is not None:
+                paths[name] = out / f"{name}.csv"
+                _atomic(paths[name], table.to_csv)
         return paths
 
 

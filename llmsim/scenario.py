@@ -2,27 +2,46 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from llmsim.config_io import parse_yaml, read_yaml, validate_data
+from llmsim.cluster import ClusterConfig, Role
+from llmsim.config_io import first_error, parse_yaml, read_yaml, validate_data
 from llmsim.cost import CostConfig, RooflineConfig
 from llmsim.errors import ConfigError, LlmsimError
 from llmsim.hardware import get_hardware
 from llmsim.metrics import MetricsConfig
 from llmsim.models import get_model
 from llmsim.policies import ContinuousConfig, PolicyConfig
+from llmsim.presets import get_preset
 from llmsim.workload import WorkloadConfig
 
 
 class EngineConfig(BaseModel):
-    """Scenario section ``engine``: memory settings and the step-time model of each replica."""
+    """Scenario section ``engine``: memory settings and the step-time model of each replica.
+
+    ``preset`` names a serving engine (``llmsim.presets``): it sets the cost model's host
+    overhead and the block size wherever the scenario leaves them unset. Its scheduling
+    defaults (``EnginePreset.policy_defaults``) are not applied to the policy here.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    preset: str | None = Field(
+        default=None, description="Serving engine preset, e.g. vllm-v1, sglang, tensorrt-llm."
+    )
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
     block_size: int = Field(default=16, gt=0, description="Tokens per KV block.")
     kv_blocks: int | None = Field(
@@ -32,6 +51,50 @@ class EngineConfig(BaseModel):
         default=None, gt=0, description="Longest prompt + output accepted; default: the model's."
     )
     cost: CostConfig = Field(default_factory=RooflineConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not data.get("preset"):
+            return data
+        try:
+            preset = get_preset(str(data["preset"]))
+        except LlmsimError as exc:
+            raise ValueError(getattr(exc, "reason", str(exc))) from None
+        data = dict(data)
+        data.setdefault("block_size", preset.block_size)
+        cost = data.get("cost", RooflineConfig())
+        if isinstance(cost, BaseModel):
+            fields, explicit = type(cost).model_fields, cost.model_fields_set
+            update = {k: v for k, v in preset.cost_update().items() if k in fields}
+            update = {k: v for k, v in update.items() if k not in explicit}
+            data["cost"] = cost.model_copy(update=update)
+        elif isinstance(cost, dict):
+            kind = cost.get("kind", "roofline")
+            allowed = {"roofline": ("step_overhead_ms", "seq_overhead_us"),
+                       "calibrated": ("step_overhead_ms", "seq_overhead_us", "tp_overhead_ms")}
+            extra = {
+                k: v
+                for k, v in preset.cost_update().items()
+                if k in allowed.get(kind, ()) and cost.get(k) is None
+            }
+            data["cost"] = {**cost, **extra}
+        return data
+
+
+@dataclass(frozen=True)
+class ReplicaSpec:
+    """One replica as the engine builds it: its pool's settings, resolved."""
+
+    pool: str
+    index: int
+    hardware: str
+    tensor_parallel: int
+    pipeline_parallel: int
+    engine: EngineConfig
+    policy: PolicyConfig
+    role: Role
+    classes: tuple[str, ...]
 
 
 class Scenario(BaseModel):
@@ -49,6 +112,9 @@ class Scenario(BaseModel):
     policy: PolicyConfig = Field(default_factory=ContinuousConfig)
     workload: WorkloadConfig
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    cluster: ClusterConfig | None = Field(
+        default=None, description="Pools of replicas and a router; default: one replica."
+    )
 
     _source: str | None = PrivateAttr(default=None)
 
@@ -72,13 +138,57 @@ class Scenario(BaseModel):
 
     @model_validator(mode="after")
     def _tp_fits_node(self) -> Scenario:
-        hw = get_hardware(self.hardware)
-        if self.tensor_parallel > hw.max_gpus_per_node:
-            raise ValueError(
-                f"tensor_parallel {self.tensor_parallel} exceeds the {hw.max_gpus_per_node} "
-                f"GPUs of one {hw.name} node"
-            )
+        for spec in self.replica_specs():
+            hw = get_hardware(spec.hardware)
+            if spec.tensor_parallel > hw.max_gpus_per_node:
+                where = f"pool '{spec.pool}': " if self.cluster else ""
+                raise ValueError(
+                    f"{where}tensor_parallel {spec.tensor_parallel} exceeds the "
+                    f"{hw.max_gpus_per_node} GPUs of one {hw.name} node"
+                )
         return self
+
+    def replica_specs(self) -> list[ReplicaSpec]:
+        """Every replica of the run, pool by pool, with pool fields merged over the top level."""
+        if self.cluster is None:
+            return [
+                ReplicaSpec(
+                    "default", 0, self.hardware, self.tensor_parallel, 1, self.engine,
+                    self.policy, "mixed", (),
+                )
+            ]  # fmt: skip
+        specs: list[ReplicaSpec] = []
+        for i, pool in enumerate(self.cluster.pools):
+            if pool.hardware is not None:
+                try:
+                    get_hardware(pool.hardware)
+                except LlmsimError as exc:
+                    reason = getattr(exc, "reason", str(exc))
+                    raise ValueError(f"cluster.pools.{i}.hardware: {reason}") from None
+            engine = self.engine
+            if pool.engine:
+                try:
+                    engine = EngineConfig.model_validate(
+                        {**self.engine.model_dump(exclude_unset=True), **pool.engine}
+                    )
+                except ValidationError as exc:
+                    err = first_error(exc, None, pool.engine)
+                    raise ValueError(f"cluster.pools.{i}.engine.{err}") from None
+            for _ in range(pool.replicas):
+                specs.append(
+                    ReplicaSpec(
+                        pool.name,
+                        len(specs),
+                        pool.hardware or self.hardware,
+                        pool.tensor_parallel or self.tensor_parallel,
+                        pool.pipeline_parallel,
+                        engine,
+                        pool.policy or self.policy,
+                        pool.role,
+                        pool.classes,
+                    )
+                )
+        return specs
 
     def __eq__(self, other: object) -> bool:
         # Equal settings make equal scenarios, wherever they were read from: pydantic's

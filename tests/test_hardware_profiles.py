@@ -26,6 +26,9 @@ REQUIRED_NAMES = {
     "A40",
 }
 
+# GPUs with shipped measurements carry a fitted calibration section (llmsim calibrate --all).
+CALIBRATED = {"A100-80GB", "H100-SXM", "H200", "B200", "A40"}
+
 PROFILE_FILES = sorted(profiles_dir().glob("*.yaml"))
 PROFILES = list_hardware()
 
@@ -145,7 +148,8 @@ def test_memory_in_range(hw: HardwareProfile) -> None:
 
 @pytest.mark.parametrize("hw", PROFILES, ids=_ids(PROFILES))
 def test_other_fields_plausible(hw: HardwareProfile) -> None:
-    assert hw.calibrated is False
+    assert hw.calibrated is (hw.name in CALIBRATED)
+    assert (hw.calibration is not None) is hw.calibrated
     assert 1 <= hw.max_gpus_per_node <= 72
     assert 8.0 <= hw.pcie_bandwidth_gbps <= 256.0
     assert 0.0 < hw.price_per_gpu_hour_usd <= 20.0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -21,6 +21,7 @@ class ReplicaContext:
     max_model_len: int
     kv_block_bytes: float = 0.0  # bytes of one KV block on one GPU
     host_bandwidth: float = 0.0  # bytes/s between GPU and host memory (KV swap)
+    role: Literal["mixed", "prefill", "decode"] = "mixed"  # disaggregated serving
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
 
 

@@ -134,6 +134,9 @@ class ContinuousPolicy:
         self._admitted = 0
         self._transfer_s = 0.0
         self._finished: list[Request] = []
+        self.role = ctx.role
+        self.handoffs: list[Request] = []  # prefill role: prompts done, KV to ship out
+        self.incoming: deque[Request] = deque()  # decode role: prefilled elsewhere
 
     def _decode_set(self) -> DecodeSet:
         return DecodeSet(self.block_size, paged=self.paged)
@@ -168,7 +171,30 @@ class ContinuousPolicy:
 
     # --- scheduling ------------------------------------------------------------------------
 
+    def add_prefilled(self, r: Request, now: float) -> None:
+        """Decode role: a request whose prompt was prefilled on another replica arrives with
+        its KV cache and first token."""
+        r.queue_enter = now
+        self.incoming.append(r)
+
+    def _take_incoming(self, now: float) -> None:
+        pool = self.pool
+        while self.incoming and self.num_running < self.max_seqs:
+            r = self.incoming[0]
+            blocks = blocks_for(r.num_computed, self.block_size)
+            if not pool.can_admit(blocks + 1):
+                return
+            self.incoming.popleft()
+            pool.allocate(blocks)
+            r.status = Status.RUNNING
+            r.queue_time += now - r.queue_enter
+            self._admitted += 1
+            r.admit_seq = self._admitted
+            self._join(r, r.last_emit)
+
     def schedule(self, now: float) -> Plan | None:
+        if self.incoming:
+            self._take_incoming(now)
         if self.swapped:
             self._swap_in()
         if self.cfg.chunked_prefill:
@@ -395,6 +421,11 @@ class ContinuousPolicy:
                 self.prefilling.remove(r)
             r.num_output += 1
             if r.first_token < 0:
+                if self.role == "prefill" and r.num_output < r.max_output_tokens:
+                    r.last_emit = end
+                    self._release(r)
+                    self.handoffs.append(r)  # first token leaves with the KV cache
+                    continue
                 r.first_token = end
             else:  # recomputed after preemption: the gap since its previous token
                 r.extra_gaps.append(end - r.last_emit)
@@ -403,7 +434,8 @@ class ContinuousPolicy:
                 self._finish(r, end)
             else:
                 self._join(r, end)
-        return StepStats(kv, len(self.waiting) + len(self.swapped), running, emitted)
+        waiting = len(self.waiting) + len(self.swapped) + len(self.incoming)
+        return StepStats(kv, waiting, running, emitted)
 
     def _join(self, r: Request, emitted_at: float) -> None:
         r.seg_start_decode = self.decode.counter

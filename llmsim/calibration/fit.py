@@ -1,0 +1,271 @@
+"""Fitting the kernel formulas of :mod:`llmsim.cost.kernels` to operator measurements.
+
+Each family is fitted on its own rows with ``scipy.optimize.least_squares``: residuals are
+log(predicted / measured), so every row counts by its relative error, and the soft-L1 loss keeps
+a few noisy rows from pulling the fit. Each fit starts from a few fixed points and keeps the
+best, within bounds that keep every parameter physical. Large tables are thinned to an evenly
+spaced, deterministic subset first, which keeps a whole GPU's calibration to seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+from scipy.optimize import least_squares
+
+from llmsim.cost import kernels as K
+from llmsim.hardware import HardwareProfile
+from llmsim.hardware_calibration import (
+    AllReduceParams,
+    DecodeAttentionParams,
+    ElementwiseParams,
+    GemmParams,
+    HostParams,
+    PrefillAttentionParams,
+)
+
+MAX_ROWS = 4000  # rows per fit after thinning
+LOSS_SCALE = 0.05  # residual (in log units, ~5 %) where the soft-L1 loss turns linear
+
+Predict = Callable[[Sequence[float], pd.DataFrame, HardwareProfile], np.ndarray]
+
+
+def _col(rows: pd.DataFrame, name: str) -> np.ndarray:
+    return rows[name].to_numpy(dtype=float)
+
+
+def predict_gemm(th: Sequence[float], rows: pd.DataFrame, hw: HardwareProfile) -> np.ndarray:
+    fp8 = (rows["dtype"] == "fp8").to_numpy()
+    elem = np.where(fp8, 1.0, 2.0)
+    out: np.ndarray = K.gemm_time(
+        th,
+        _col(rows, "m"),
+        _col(rows, "n"),
+        _col(rows, "k"),
+        peak=np.where(fp8, hw.peak_flops("fp8"), hw.peak_flops("bf16")),
+        bandwidth=hw.memory_bandwidth,
+        weight_bytes=elem,
+        act_bytes=elem,
+    )
+    return out
+
+
+# Operator names (Vidur's, or a user's ``op``/kind) -> index into K.ELEMENTWISE_KINDS.
+ELEMENTWISE_OPS = {
+    "input_layernorm": 0,
+    "post_attention_layernorm": 0,
+    "norm": 0,
+    "attn_rope": 1,
+    "rope": 1,
+    "mlp_act": 2,
+    "activation": 2,
+    "add": 3,
+    "emb": 4,
+    "embedding": 4,
+}
+
+
+def elementwise_kind(rows: pd.DataFrame) -> np.ndarray:
+    """Kind index of each elementwise row (unknown operators count as norms)."""
+    return rows["op"].map(ELEMENTWISE_OPS).fillna(0).to_numpy(dtype=int)
+
+
+def predict_elementwise(th: Sequence[float], rows: pd.DataFrame, hw: HardwareProfile) -> np.ndarray:
+    out: np.ndarray = K.elementwise_time(
+        th, _col(rows, "nbytes"), bandwidth=hw.memory_bandwidth, kind=elementwise_kind(rows)
+    )
+    return out
+
+
+def attention_shape(rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Prefill rows as the aggregate quantities of a batch (tokens, pairs, KV tokens)."""
+    b, q, p = _col(rows, "batch"), _col(rows, "seq_len"), _col(rows, "past")
+    return {
+        "tokens": b * q,
+        "seqs": b,
+        "pairs": b * q * (p + (q + 1.0) / 2.0),
+        "kv_tokens": b * (p + q),
+    }
+
+
+def predict_prefill(th: Sequence[float], rows: pd.DataFrame, hw: HardwareProfile) -> np.ndarray:
+    s = attention_shape(rows)
+    out: np.ndarray = K.prefill_attention_time(
+        th,
+        s["tokens"],
+        s["seqs"],
+        s["pairs"],
+        s["kv_tokens"],
+        _col(rows, "heads"),
+        _col(rows, "kv_heads"),
+        _col(rows, "head_dim"),
+        peak=hw.peak_flops("bf16"),
+        bandwidth=hw.memory_bandwidth,
+    )
+    return out
+
+
+def predict_decode(th: Sequence[float], rows: pd.DataFrame, hw: HardwareProfile) -> np.ndarray:
+    b = _col(rows, "batch")
+    out: np.ndarray = K.decode_attention_time(
+        th,
+        b,
+        b * _col(rows, "seq_len"),
+        _col(rows, "heads"),
+        _col(rows, "kv_heads"),
+        _col(rows, "head_dim"),
+        bandwidth=hw.memory_bandwidth,
+    )
+    return out
+
+
+def predict_all_reduce(th: Sequence[float], rows: pd.DataFrame, hw: HardwareProfile) -> np.ndarray:
+    out: np.ndarray = K.all_reduce_time(th, _col(rows, "nbytes"), _col(rows, "gpus"))
+    return out
+
+
+def predict_host(th: Sequence[float], rows: pd.DataFrame, hw: HardwareProfile) -> np.ndarray:
+    out: np.ndarray = K.host_time(th, _col(rows, "batch"), _col(rows, "tp"))
+    return out
+
+
+@dataclass(frozen=True)
+class Family:
+    """How to fit one operator family."""
+
+    names: tuple[str, ...]
+    predict: Predict
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+    starts: tuple[tuple[float, ...], ...]
+
+
+FAMILIES: dict[str, Family] = {
+    "gemm": Family(
+        K.GEMM,
+        predict_gemm,
+        (0.05, 0.0, 0.0, 0.0, 0.05, 0.0, 0.0, 1.0),
+        (1.0, 4096.0, 8192.0, 8192.0, 1.0, 16384.0, 100.0, 20.0),
+        (
+            (0.8, 32.0, 64.0, 64.0, 0.8, 64.0, 3.0, 3.0),
+            (0.7, 128.0, 16.0, 128.0, 0.9, 8.0, 6.0, 2.0),
+        ),
+    ),
+    "elementwise": Family(
+        K.ELEMENTWISE,
+        predict_elementwise,
+        (0.0, 0.01, 0.01, 0.01, 0.01, 0.01),
+        (50.0, 1.0, 1.0, 1.0, 1.0, 1.0),
+        ((3.0, 0.5, 0.5, 0.5, 0.5, 0.5),),
+    ),
+    "prefill_attention": Family(
+        K.PREFILL_ATTENTION,
+        predict_prefill,
+        (0.05, 0.0, 0.0, 0.0, 0.05, 0.0, 0.0),
+        (1.0, 1e5, 1e5, 1000.0, 1.0, 1e5, 200.0),
+        ((0.7, 128.0, 100.0, 10.0, 0.8, 1.0, 5.0), (0.9, 32.0, 10.0, 50.0, 0.5, 10.0, 10.0)),
+    ),
+    "decode_attention": Family(
+        K.DECODE_ATTENTION,
+        predict_decode,
+        (0.05, 0.0, 0.0, 0.0, 0.0),
+        (1.0, 1e5, 1e5, 1e5, 200.0),
+        ((0.8, 16.0, 100.0, 10.0, 5.0), (0.6, 128.0, 10.0, 100.0, 10.0)),
+    ),
+    "all_reduce": Family(
+        K.ALL_REDUCE, predict_all_reduce, (0.0, 1.0), (1000.0, 5000.0), ((10.0, 100.0),)
+    ),
+    "host": Family(K.HOST, predict_host, (0.0, 0.0, 0.0), (100.0, 1e4, 100.0), ((1.0, 30.0, 1.0),)),
+}
+
+
+def thin(rows: pd.DataFrame, limit: int = MAX_ROWS) -> pd.DataFrame:
+    """At most ``limit`` rows, evenly spaced through the table (deterministic)."""
+    if len(rows) <= limit:
+        return rows
+    idx = np.unique(np.linspace(0, len(rows) - 1, limit).round().astype(int))
+    return rows.iloc[idx]
+
+
+def fit_family(family: str, rows: pd.DataFrame, hw: HardwareProfile) -> tuple[float, ...]:
+    """Best-fitting parameters (in ``FAMILIES[family].names`` order) for ``rows``."""
+    if rows.empty:
+        raise ValueError(f"no {family} rows to fit")
+    fam = FAMILIES[family]
+    data = thin(rows)
+    log_t = np.log(data["time_s"].to_numpy(dtype=float))
+
+    def residuals(th: np.ndarray) -> np.ndarray:
+        pred = fam.predict(tuple(th), data, hw)
+        out: np.ndarray = np.log(np.maximum(pred, 1e-12)) - log_t
+        return out
+
+    best = None
+    for start in fam.starts:
+        x0 = np.clip(start, fam.lower, fam.upper)
+        res = least_squares(
+            residuals,
+            x0,
+            bounds=(fam.lower, fam.upper),
+            loss="soft_l1",
+            f_scale=LOSS_SCALE,
+            x_scale="jac",
+        )
+        if best is None or res.cost < best.cost:
+            best = res
+    assert best is not None
+    return tuple(significant(float(v)) for v in best.x)
+
+
+def significant(value: float, digits: int = 5) -> float:
+    """``value`` rounded to ``digits`` significant digits (tidy, stable YAML); values within
+    1e-9 of zero (a parameter pushed onto its lower bound) become 0."""
+    if abs(value) < 1e-9:
+        return 0.0
+    return float(f"{value:.{digits}g}")
+
+
+def predict(
+    family: str, th: Sequence[float], rows: pd.DataFrame, hw: HardwareProfile
+) -> np.ndarray:
+    """Predicted seconds for each row."""
+    return FAMILIES[family].predict(th, rows, hw)
+
+
+def fit_all_reduce(rows: pd.DataFrame, hw: HardwareProfile) -> tuple[AllReduceParams, ...]:
+    """One alpha-beta fit per GPU count."""
+    out = []
+    for gpus in sorted(set(rows["gpus"].to_numpy(dtype=float))):
+        group = rows[rows["gpus"] == gpus]
+        lat, bus = fit_family("all_reduce", group, hw)
+        out.append(AllReduceParams(gpus=int(gpus), latency_us=lat, bus_bandwidth_gbps=bus))
+    return tuple(out)
+
+
+def predict_all_reduce_rows(
+    fits: Sequence[AllReduceParams], rows: pd.DataFrame, hw: HardwareProfile
+) -> np.ndarray:
+    by_gpus = {a.gpus: (a.latency_us, a.bus_bandwidth_gbps) for a in fits}
+    out = np.full(len(rows), np.nan)
+    gpus = _col(rows, "gpus")
+    for g, th in by_gpus.items():
+        sel = gpus == g
+        out[sel] = predict_all_reduce(th, rows[sel], hw)
+    return out
+
+
+def params(family: str, th: Sequence[float], source: str) -> BaseModel:
+    """The pydantic parameter model of a family from fitted values."""
+    cls = {
+        "gemm": GemmParams,
+        "elementwise": ElementwiseParams,
+        "prefill_attention": PrefillAttentionParams,
+        "decode_attention": DecodeAttentionParams,
+        "host": HostParams,
+    }[family]
+    model: BaseModel = cls(source=source, **dict(zip(FAMILIES[family].names, th, strict=True)))
+    return model

@@ -1,0 +1,135 @@
+"""Held-out prediction error: fit a family without some rows, predict exactly those rows.
+
+Splits:
+
+* leave-one-model-out, for tables measured on several models (Vidur's operator and host
+  tables, a user's table with a ``model`` column): fit on the other models' rows (and every
+  other source), predict every row of the held-out model; pooled over models;
+* held-out shapes, for grids (aiconfigurator's GEMM and attention tables, a user's table
+  without models): every fourth distinct shape (GEMM: its (n, k) weight; attention: its
+  heads, KV heads and length; collectives: message size and GPU count) is held out together
+  with all its rows;
+* another source, for tables used only as a check (Vidur's A100 attention table): predicted by
+  the fit on the other tables.
+
+Errors are absolute percentage errors, |predicted / measured - 1| x 100, summarised by median
+and 90th percentile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from llmsim.calibration import fit as F
+from llmsim.hardware import HardwareProfile
+from llmsim.hardware_calibration import FidelityRow
+
+HOLDOUT_EVERY = 4
+SHAPE_KEYS = {
+    "gemm": ("dtype", "n", "k"),
+    "elementwise": ("op", "nbytes"),
+    "prefill_attention": ("heads", "kv_heads", "head_dim", "seq_len"),
+    "decode_attention": ("heads", "kv_heads", "head_dim", "seq_len"),
+    "all_reduce": ("gpus", "nbytes"),
+    "host": ("batch", "tp"),
+}
+
+
+def ape(pred: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """Absolute percentage errors."""
+    out: np.ndarray = np.abs(pred / measured - 1.0) * 100.0
+    return out
+
+
+def summary(
+    family: str, data: str, holdout: str, errors: Sequence[np.ndarray]
+) -> FidelityRow | None:
+    errs = np.concatenate(errors) if errors else np.array([])
+    errs = errs[np.isfinite(errs)]
+    if errs.size == 0:
+        return None
+    return FidelityRow(
+        family=family,
+        data=data,
+        holdout=holdout,
+        points=int(errs.size),
+        median_ape=F.significant(float(np.median(errs)), 3),
+        p90_ape=F.significant(float(np.percentile(errs, 90)), 3),
+    )
+
+
+def fit_and_predict(
+    family: str, train: pd.DataFrame, test: pd.DataFrame, hw: HardwareProfile
+) -> np.ndarray:
+    """Seconds predicted for ``test`` by a fit on ``train``."""
+    if family == "all_reduce":
+        fits = F.fit_all_reduce(train, hw)
+        return F.predict_all_reduce_rows(fits, test, hw)
+    th = F.fit_family(family, train, hw)
+    return F.predict(family, th, test, hw)
+
+
+def model_splits(rows: pd.DataFrame, source: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) masks holding out one model of ``source`` at a time."""
+    own = (rows["source"] == source).to_numpy()
+    for model in sorted(set(rows.loc[own, "model"])):
+        test = own & (rows["model"] == model).to_numpy()
+        yield ~test, test
+
+
+def shape_splits(
+    rows: pd.DataFrame, source: str, family: str
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """One (train, test) split holding out every fourth distinct shape of ``source``."""
+    own = (rows["source"] == source).to_numpy()
+    keys = list(SHAPE_KEYS[family])
+    shapes = rows.loc[own, keys].drop_duplicates().sort_values(keys)
+    held = shapes.iloc[1::HOLDOUT_EVERY]
+    marker = rows[keys].merge(held.assign(_held=True), on=keys, how="left")["_held"]
+    test = own & marker.fillna(False).to_numpy(dtype=bool)
+    yield ~test, test
+
+
+def family_errors(family: str, rows: pd.DataFrame, hw: HardwareProfile) -> list[FidelityRow]:
+    """Held-out error of one family, per source in its rows."""
+    out: list[FidelityRow] = []
+    for source in sorted(set(rows["source"])):
+        own = rows[rows["source"] == source]
+        models = set(own["model"]) - {""}
+        if len(models) >= 2:
+            splits, label = model_splits(rows, source), "leave-one-model-out"
+        else:
+            splits = shape_splits(rows, source, family)
+            label = f"1 in {HOLDOUT_EVERY} shapes"
+        errors = []
+        for train, test in splits:
+            if not test.any() or not train.any():
+                continue
+            if family == "all_reduce":
+                # Every GPU count needs training rows of its own.
+                counts = set(rows.loc[test, "gpus"]) - set(rows.loc[train, "gpus"])
+                if counts:
+                    continue
+            pred = fit_and_predict(family, rows[train], rows[test], hw)
+            errors.append(ape(pred, rows.loc[test, "time_s"].to_numpy(dtype=float)))
+        row = summary(family, source, label, errors)
+        if row is not None:
+            out.append(row)
+    return out
+
+
+def check_errors(
+    family: str, th: Sequence[float], rows: pd.DataFrame, hw: HardwareProfile
+) -> FidelityRow | None:
+    """Error on a table that was not fitted at all."""
+    pred = F.predict(family, th, rows, hw)
+    source = str(rows["source"].iloc[0]) if len(rows) else ""
+    return summary(
+        family,
+        source,
+        "other source (not fitted)",
+        [ape(pred, rows["time_s"].to_numpy(dtype=float))],
+    )

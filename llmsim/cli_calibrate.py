@@ -1,0 +1,235 @@
+"""Command-line tools for calibration: ``llmsim calibrate``, ``llmsim fidelity`` and
+``llmsim profile`` (registered in :mod:`llmsim.cli`)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from llmsim.calibration import calibrate as C
+from llmsim.calibration import steps as S
+from llmsim.calibration.files import atomic_write_text
+from llmsim.calibration.holdout import ape, summary
+from llmsim.calibration.llmsim_csv import read_operator_csv, read_step_csv, sniff
+from llmsim.calibration.profile_yaml import profile_path, write_profile
+from llmsim.calibration.records import concat
+from llmsim.config_io import read_yaml
+from llmsim.errors import ConfigError, LlmsimError
+from llmsim.hardware import HardwareProfile, get_hardware
+from llmsim.hardware_calibration import Calibration, FidelityRow
+
+out_console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(exc: LlmsimError) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=2)
+
+
+def _datasheet(hw: HardwareProfile, given: str) -> tuple[str, str]:
+    """(profile text, file name) of a hardware profile given by name or path."""
+    path = Path(given) if given.endswith((".yaml", ".yml")) else profile_path(hw.name)
+    read_yaml(path)  # a missing or broken file becomes a ConfigError here
+    return path.read_text(encoding="utf-8"), path.name
+
+
+def _fidelity_table(title: str, rows: list[tuple[str, FidelityRow]]) -> Table:
+    t = Table(title=title, title_justify="left")
+    for col, just in [
+        ("gpu", "left"),
+        ("family", "left"),
+        ("data", "left"),
+        ("held out", "left"),
+        ("rows", "right"),
+        ("median %", "right"),
+        ("p90 %", "right"),
+    ]:
+        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    for gpu, r in rows:
+        t.add_row(
+            gpu,
+            r.family,
+            r.data,
+            r.holdout,
+            f"{r.points:,}",
+            f"{r.median_ape:.1f}",
+            f"{r.p90_ape:.1f}",
+        )
+    return t
+
+
+def _user_calibration(
+    hw: HardwareProfile, data: list[Path], model: str | None, engine: str, date: str
+) -> Calibration:
+    ops: list[Path] = []
+    steps: list[Path] = []
+    for path in data:
+        kind = sniff(path)
+        (ops if kind == "operators" else steps).append(path)
+    rows = concat([read_operator_csv(p) for p in ops])
+    families = C.fit_families(hw, rows, base=hw.calibration)
+    fidelity = C.holdout_errors(hw, rows, families) if len(rows) else []
+    names = ", ".join(p.name for p in data)
+    cal = C.assemble(families, data=names, engine=engine, date=date, points=len(rows))
+    if steps:
+        table: pd.DataFrame = pd.concat([read_step_csv(p) for p in steps], ignore_index=True)
+        host = S.fit_host(
+            table,
+            C.with_calibration(hw, cal),
+            model or "",
+            source=f"fitted on {len(table)} measured steps ({names})",
+        )
+        cal = cal.model_copy(update={"host": host, "points": cal.points + len(table)})
+        pred = S.predict(table, S.cost_models(C.with_calibration(hw, cal)), model or "")
+        row = summary(
+            "step",
+            "user",
+            "fitted (host overhead only)",
+            [ape(pred, table["time_s"].to_numpy(dtype=float))],
+        )
+        if row is not None:
+            fidelity.append(row)
+    return cal.model_copy(update={"fidelity": tuple(fidelity)})
+
+
+def calibrate(
+    gpus: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="GPU profile names or profile .yaml paths (default with --all: "
+            "every GPU with shipped measurements).",
+            show_default=False,
+        ),
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every GPU with shipped data.")] = False,
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--data",
+            "-d",
+            help="Your measurements: an llmsim operator or step CSV "
+            "(docs/calibration.md). Repeatable; needs exactly one GPU.",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model of step-level rows without a model column.")
+    ] = None,
+    engine: Annotated[
+        str, typer.Option(help="Engine and version the data was measured with.")
+    ] = "",
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for the profile YAML files.")
+    ] = Path("."),
+    date: Annotated[str | None, typer.Option(help="Calibration date (default: today).")] = None,
+) -> None:
+    """Fit a GPU's cost-model parameters and write its calibrated hardware profile."""
+    started = time.perf_counter()
+    try:
+        names = list(gpus or [])
+        if all_:
+            names = names or C.shipped_names()
+        if not names:
+            raise ConfigError("name a GPU, or pass --all", field="gpu")
+        if data and len(names) != 1:
+            raise ConfigError("--data calibrates one GPU: name exactly one", field="gpu")
+        cache: dict[str, pd.DataFrame] = {}
+        report: list[tuple[str, FidelityRow]] = []
+        written = []
+        for name in names:
+            hw = get_hardware(name, field="gpu")
+            text, file_name = _datasheet(hw, name)
+            day = date or C.today()
+            if data:
+                cal = _user_calibration(hw, data, model, engine, day)
+            else:
+                cal = C.calibrate_shipped(hw.name, date=day, cache=cache)
+            written.append(write_profile(text, cal, out / file_name))
+            report.extend((hw.name, r) for r in cal.fidelity)
+    except LlmsimError as exc:
+        raise _fail(exc) from None
+    out_console.print(_fidelity_table("Held-out error of the fitted parameters", report))
+    took = time.perf_counter() - started
+    out_console.print(f"wrote {', '.join(str(p) for p in written)} in {took:.1f} s")
+
+
+def fidelity(
+    gpus: Annotated[
+        list[str] | None,
+        typer.Argument(help="GPUs (default: every GPU with shipped data).", show_default=False),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for fidelity.csv and fidelity.md.")
+    ] = Path("fidelity"),
+) -> None:
+    """Held-out prediction error per GPU and operator family, from the shipped data."""
+    started = time.perf_counter()
+    try:
+        names = [get_hardware(g, field="gpu").name for g in (gpus or C.shipped_names())]
+        cache: dict[str, pd.DataFrame] = {}
+        rows = [
+            (name, r) for name in names for r in C.calibrate_shipped(name, cache=cache).fidelity
+        ]
+    except LlmsimError as exc:
+        raise _fail(exc) from None
+    table = pd.DataFrame([{"gpu": g, **r.model_dump()} for g, r in rows])
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "fidelity.csv", table.to_csv(index=False))
+    md = [
+        "| GPU | family | data | held out | rows | median APE % | p90 APE % |",
+        "|---|---|---|---|---:|---:|---:|",
+    ]
+    md += [
+        f"| {g} | {r.family} | {r.data} | {r.holdout} | {r.points:,} | "
+        f"{r.median_ape:.1f} | {r.p90_ape:.1f} |"
+        for g, r in rows
+    ]
+    atomic_write_text(out / "fidelity.md", "\n".join(md) + "\n")
+    out_console.print(_fidelity_table("Held-out prediction error", rows))
+    took = time.perf_counter() - started
+    out_console.print(f"wrote {out / 'fidelity.csv'}, {out / 'fidelity.md'} in {took:.1f} s")
+
+
+def profile(
+    model: Annotated[str, typer.Argument(help="Catalog model name or model .yaml path.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="CSV file to write.")] = Path(
+        "measurements.csv"
+    ),
+    tp: Annotated[int, typer.Option(help="Tensor-parallel degree of the shapes.", min=1)] = 1,
+    device: Annotated[str, typer.Option(help="torch device: cuda, cuda:1, cpu.")] = "cuda",
+    tokens: Annotated[
+        str, typer.Option(help="Comma-separated token counts (GEMM rows, prefill lengths).")
+    ] = "1,8,32,128,512,2048",
+    contexts: Annotated[
+        str, typer.Option(help="Comma-separated decode context lengths.")
+    ] = "128,1024,4096",
+    batches: Annotated[str, typer.Option(help="Comma-separated decode batch sizes.")] = "1,16,64",
+    gpus: Annotated[
+        int, typer.Option(help="Processes for the all-reduce measurement (1: skip).", min=1)
+    ] = 1,
+    repeats: Annotated[int, typer.Option(help="Timed runs per shape (median kept).", min=1)] = 10,
+) -> None:
+    """Measure a model's kernels with torch and write the llmsim operator CSV."""
+    from llmsim.calibration.profiler import ProfileSpec, run_profile
+
+    try:
+        spec = ProfileSpec.parse(
+            model,
+            tp=tp,
+            device=device,
+            tokens=tokens,
+            contexts=contexts,
+            batches=batches,
+            gpus=gpus,
+            repeats=repeats,
+        )
+        n = run_profile(spec, out)
+    except LlmsimError as exc:
+        raise _fail(exc) from None
+    out_console.print(f"wrote {n} measurements to {out}")

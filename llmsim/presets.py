@@ -1,0 +1,103 @@
+"""Engine presets (``llmsim/engine_presets/*.yaml``): what a serving engine implies for a
+simulation, beyond the GPU.
+
+A preset holds the engine's per-step host overhead (fitted where measurements exist, otherwise
+a documented estimate), its KV block size and its scheduling defaults (sequence and token
+budgets, chunked prefill). ``engine.preset`` in a scenario applies the host overhead to the cost
+model and the block size to the engine; :meth:`EnginePreset.policy_update` applies the
+scheduling defaults to a policy config, setting only the fields that config has.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmsim.config_io import load_model_file, shipped_dir
+from llmsim.errors import UnknownNameError, did_you_mean
+from llmsim.hardware_calibration import HostParams
+
+
+class PresetPolicy(BaseModel):
+    """Scheduling defaults of an engine; ``None`` leaves the policy's own default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_num_seqs: int | None = Field(default=None, gt=0)
+    max_num_batched_tokens: int | None = Field(default=None, gt=0)
+    chunked_prefill: bool | None = None
+    long_prefill_token_threshold: int | None = Field(default=None, gt=0)
+
+
+class EnginePreset(BaseModel):
+    """One serving engine's defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    aliases: tuple[str, ...] = ()
+    engine: str
+    version: str
+    description: str = ""
+    host: HostParams
+    block_size: int = Field(gt=0)
+    policy: PresetPolicy = Field(default_factory=PresetPolicy)
+
+    def cost_update(self) -> dict[str, float]:
+        """The host-overhead fields a cost config takes from this preset."""
+        return {
+            "step_overhead_ms": self.host.step_overhead_ms,
+            "seq_overhead_us": self.host.seq_overhead_us,
+            "tp_overhead_ms": self.host.tp_overhead_ms,
+        }
+
+    def policy_defaults(self) -> dict[str, Any]:
+        """Scheduling defaults that this preset sets (``None`` entries left out)."""
+        return {k: v for k, v in self.policy.model_dump().items() if v is not None}
+
+    def policy_update(self, config: BaseModel) -> BaseModel:
+        """A copy of a policy config with this preset's defaults for the fields it has and
+        that were not set explicitly (e.g. ``chunked_prefill`` once the continuous policy
+        has it)."""
+        fields = type(config).model_fields
+        update = {
+            k: v
+            for k, v in self.policy_defaults().items()
+            if k in fields and k not in config.model_fields_set
+        }
+        return type(config).model_validate({**config.model_dump(), **update})
+
+
+def presets_dir() -> Path:
+    return shipped_dir("engine_presets")
+
+
+@cache
+def _catalog() -> dict[str, EnginePreset]:
+    out: dict[str, EnginePreset] = {}
+    for path in sorted(presets_dir().glob("*.yaml")):
+        preset = load_model_file(EnginePreset, path)
+        out[preset.name] = preset
+    return out
+
+
+def list_presets() -> list[EnginePreset]:
+    """All shipped engine presets, sorted by name."""
+    return list(_catalog().values())
+
+
+def get_preset(name: str, *, field: str = "engine.preset") -> EnginePreset:
+    """A preset by name or alias (case-insensitive)."""
+    key = name.lower()
+    for preset in _catalog().values():
+        if key == preset.name or key in (a.lower() for a in preset.aliases):
+            return preset
+    names = list(_catalog()) + [a for p in _catalog().values() for a in p.aliases]
+    raise UnknownNameError(
+        f"unknown engine preset '{name}'{did_you_mean(name, names)}; "
+        f"valid: {', '.join(_catalog())}",
+        field=field,
+    )

@@ -1,0 +1,149 @@
+"""Building a replica: model and hardware resolved, KV cache sized, policy and cost model made.
+
+No simulation here: the engine drives what this module builds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from llmsim.cost import ConstantConfig, CostConfig, CostModel
+from llmsim.cost.pipeline import PipelineCostModel
+from llmsim.cost.speculative import SpeculativeCostModel
+from llmsim.errors import ConfigError
+from llmsim.hardware import HardwareProfile, get_hardware
+from llmsim.kv_cache import BlockPool, KVBudget, kv_budget
+from llmsim.models import ModelSpec, get_model
+from llmsim.policies import Policy, ReplicaContext
+from llmsim.scenario import ReplicaSpec, Scenario
+
+
+@dataclass
+class Replica:
+    """One serving instance and the live counters routers read."""
+
+    index: int
+    policy: Policy
+    cost: CostModel
+    kv: KVBudget
+    pool: str = "default"
+    role: str = "mixed"
+    classes: tuple[str, ...] = ()
+    hardware: str = ""
+    outstanding: int = 0  # requests routed here and not finished (or handed off)
+    pending_tokens: int = 0  # their prompt + output tokens
+    seen: int = 0  # how many of policy.finished have been accounted for
+
+    @property
+    def kv_usage(self) -> float:
+        pool: BlockPool = self.policy.pool  # type: ignore[attr-defined]
+        return pool.used / pool.total if pool.total else 0.0
+
+
+def build_replica(
+    scenario: Scenario,
+    index: int = 0,
+    rng: np.random.Generator | None = None,
+    spec: ReplicaSpec | None = None,
+) -> Replica:
+    """Build replica ``index`` of ``scenario`` (its first when ``spec`` is not given).
+
+    Raises DoesNotFitError (with the numbers) when the model does not fit the GPUs, and a
+    ConfigError when the policy cannot run on this replica (e.g. a batch the KV cache cannot
+    hold).
+    """
+    spec = spec or scenario.replica_specs()[index]
+    model = get_model(scenario.model)
+    hw = get_hardware(spec.hardware)
+    eng = spec.engine
+    tp, pp = spec.tensor_parallel, spec.pipeline_parallel
+    max_len = eng.max_model_len or model.max_context
+    pol = spec.policy
+    draft = _draft_model(scenario, pol, model)
+    where = f"cluster pool '{spec.pool}'" if scenario.cluster else "policy"
+    if spec.role != "mixed" and pol.kind not in ("continuous", "speculative"):
+        raise ConfigError(
+            f"a {spec.role} pool needs a continuous policy (got '{pol.kind}')",
+            source=scenario.source,
+            field=where,
+        )
+    tokens, seqs = pol.memory_profile(max_len)
+    budget = kv_budget(
+        model,
+        hw,
+        tp,
+        gpu_memory_utilization=eng.gpu_memory_utilization,
+        block_size=eng.block_size,
+        max_batched_tokens=tokens,
+        max_seqs=seqs,
+        num_blocks=eng.kv_blocks,
+        source=scenario.source,
+        draft=draft,
+        pp=pp,
+    )
+    pool = BlockPool(budget.num_blocks, watermark=getattr(pol, "watermark", 0.0))
+    ctx = ReplicaContext(
+        pool=pool,
+        block_size=eng.block_size,
+        max_model_len=max_len,
+        kv_block_bytes=budget.kv_bytes_per_token * eng.block_size,
+        host_bandwidth=hw.pcie_bandwidth_gbps * 1e9,
+        rng=rng if rng is not None else np.random.default_rng(scenario.seed),
+        role=spec.role,
+    )
+    try:
+        policy = pol.build(ctx)
+    except ValueError as exc:
+        raise ConfigError(str(exc), source=scenario.source, field=where) from None
+    cost = _cost_model(eng.cost, model, hw, tp, pp)
+    if draft is not None:
+        cost = SpeculativeCostModel(cost, _cost_model(_draft_cost(eng.cost), draft, hw, tp, 1))
+    return Replica(spec.index, policy, cost, budget, spec.pool, spec.role, spec.classes, hw.name)
+
+
+def _cost_model(
+    cfg: CostConfig, model: ModelSpec, hw: HardwareProfile, tp: int, pp: int
+) -> CostModel:
+    if pp == 1:
+        return cfg.build(model, hw, tp)
+    stage = model.model_copy(update={"num_layers": -(-model.num_layers // pp)})
+    hidden = model.hidden_size * 2.0  # bf16 activations per token between stages
+    link = hw.interconnect
+    return PipelineCostModel(
+        cfg.build(stage, hw, tp), pp, hidden, link.bandwidth_gbps * 1e9, link.latency_us * 1e-6
+    )
+
+
+def _draft_model(scenario: Scenario, pol: Any, target: ModelSpec) -> ModelSpec | None:
+    name = getattr(pol, "draft_model", None)
+    if name is None:
+        return None
+    draft = get_model(name, source=scenario.source, field="policy.draft_model")
+    if draft.num_params >= target.num_params:
+        raise ConfigError(
+            f"draft model {draft.name} ({draft.num_params / 1e9:.1f}B parameters) must be "
+            f"smaller than the target {target.name} ({target.num_params / 1e9:.1f}B)",
+            source=scenario.source,
+            field="policy.draft_model",
+        )
+    if draft.vocab_size != target.vocab_size:
+        raise ConfigError(
+            f"draft model {draft.name} has vocabulary {draft.vocab_size}, the target "
+            f"{target.name} {target.vocab_size}: a draft must share the target's tokenizer",
+            source=scenario.source,
+            field="policy.draft_model",
+        )
+    return draft
+
+
+def _draft_cost(cfg: CostConfig) -> CostConfig:
+    """The draft runs inside the target's step: no host overhead of its own. With a
+    constant-time model, a draft pass costs a tenth of a target step."""
+    if isinstance(cfg, ConstantConfig):
+        return cfg.model_copy(update={"step_s": cfg.step_s * 0.1})
+    fields = type(cfg).model_fields
+    free: dict[str, Any] = {k: 0.0 for k in ("step_overhead_ms", "seq_overhead_us") if k in fields}
+    return cfg.model_copy(update=free)
