@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -96,9 +97,14 @@ def print_summary(result: SimulationResult) -> None:
     s = result.summary
     sc = result.scenario
     kv = result.kv[0]
+    if sc.cluster is None:
+        where = f"{sc.tensor_parallel}x {sc.hardware}, policy {sc.policy.kind}"
+    else:
+        pools = ", ".join(f"{p.name} ({p.replicas} replicas)" for p in sc.cluster.pools)
+        where = f"{len(result.kv)} replicas in pools {pools}, router {sc.cluster.router.kind}"
     out_console.print(
-        f"[bold]{sc.name}[/]: {sc.model} on {sc.tensor_parallel}x {sc.hardware}, "
-        f"policy {sc.policy.kind}, {int(s['num_requests']):,} requests, seed {sc.seed}"
+        f"[bold]{sc.name}[/]: {sc.model} on {where}, "
+        f"{int(s['num_requests']):,} requests, seed {sc.seed}"
     )
     lat = Table(title="Latency (ms)", title_justify="left")
     lat.add_column("metric")
@@ -139,11 +145,34 @@ def print_summary(result: SimulationResult) -> None:
     for k, v in rows:
         thr.add_row(k, v)
     out_console.print(thr)
+    if result.by_pool is not None:
+        _print_groups(result.by_pool, "Per pool")
     if s["rejected"]:
         err_console.print(
             f"[yellow]warning:[/] {int(s['rejected'])} requests were rejected: longer than "
             "engine.max_model_len, the token budget or the KV cache allows"
         )
+
+
+GROUP_COLUMNS = {
+    "completed": ("completed", "{:,.0f}"),
+    "request_throughput": ("req/s", "{:,.2f}"),
+    "median_ttft_ms": ("TTFT p50 ms", "{:,.1f}"),
+    "p99_ttft_ms": ("TTFT p99 ms", "{:,.1f}"),
+    "median_tpot_ms": ("TPOT p50 ms", "{:,.1f}"),
+    "p99_itl_ms": ("ITL p99 ms", "{:,.1f}"),
+    "mean_kv_usage": ("KV mean", "{:.1%}"),
+}
+
+
+def _print_groups(frame: pd.DataFrame, title: str) -> None:
+    t = Table(title=title, title_justify="left")
+    t.add_column(str(frame.index.name))
+    for head, _ in GROUP_COLUMNS.values():
+        t.add_column(head, justify="right")
+    for name, row in frame.iterrows():
+        t.add_row(str(name), *(fmt.format(row[key]) for key, (_, fmt) in GROUP_COLUMNS.items()))
+    out_console.print(t)
 
 
 @app.command()
