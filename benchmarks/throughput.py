@@ -60,6 +60,12 @@ def main() -> None:
     scenario = llmsim.load_scenario(ROOT / "scenarios" / "quickstart.yaml").with_overrides(
         {"workload.arrival.rate": args.rate, "workload.num_requests": args.requests}
     )
+    # The baseline first, in a fresh process state, on the head of the same stream.
+    st = llmsim.Simulation(scenario).stream
+    m = min(args.baseline, len(st))
+    head = RequestStream(st.arrival[:m], st.prompt_tokens[:m], st.output_tokens[:m])
+    ours, ref = baseline(scenario, head)
+    del st
     t0 = time.perf_counter()
     sim = llmsim.Simulation(scenario)
     t1 = time.perf_counter()
@@ -69,10 +75,6 @@ def main() -> None:
     steps = len(result.steps)
     mean_batch = result.summary["mean_batch_size"]
     s = result.summary
-    st = sim.stream
-    m = min(args.baseline, len(st))
-    head = RequestStream(st.arrival[:m], st.prompt_tokens[:m], st.output_tokens[:m])
-    ours, ref = baseline(scenario, head)
     print(
         f"scenario: {scenario.model} on {scenario.hardware}, {args.requests:,} requests "
         f"at {args.rate} req/s (served {s['request_throughput']:.2f} req/s, "

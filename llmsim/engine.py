@@ -14,6 +14,7 @@ previous one finishes, after a think time.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import math
 from collections.abc import Callable, Generator, Hashable
@@ -252,7 +253,15 @@ class Simulation:
                 self._send(s.request, s.time)
         else:
             env.process(self._open_loop())
-        env.run()
+        # The run allocates many small objects and frees none of them in cycles; pausing the
+        # cyclic garbage collector saves it from rescanning every live request again and again.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            env.run()
+        finally:
+            if collecting:
+                gc.enable()
         return self._result()
 
     def _result(self) -> SimulationResult:
