@@ -9,23 +9,31 @@ SCENARIO ?= scenarios/quickstart.yaml
 
 .PHONY: run test lint bench clean
 
-$(BIN)/llmsim: pyproject.toml
+$(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-run: $(BIN)/llmsim
+$(VENV)/.test-installed: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# The profiler tests (llmsim profile, extra llmsim[profile]) run on CPU. Pin the CPU build:
+	# this version is available locally, whereas a plain `pip install torch` pulls a multi-GB
+	# CUDA build.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	touch $@
+
+run: $(VENV)/.installed
 	$(BIN)/llmsim run $(SCENARIO) --out $(OUT)
 
-test: $(BIN)/llmsim
+test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest -q
 
-lint: $(BIN)/llmsim
+lint: $(VENV)/.test-installed
 	$(BIN)/ruff check llmsim tests benchmarks
 	$(BIN)/mypy
 
-bench: $(BIN)/llmsim
+bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/throughput.py
 
 clean:
