@@ -24,7 +24,7 @@ from llmsim.errors import ConfigError, LlmsimError
 from llmsim.hardware import get_hardware
 from llmsim.metrics import MetricsConfig
 from llmsim.models import get_model
-from llmsim.policies import ContinuousConfig, PolicyConfig
+from llmsim.policies import ContinuousConfig, PolicyConfig, SpeculativeConfig
 from llmsim.presets import get_preset
 from llmsim.workload import WorkloadConfig
 
@@ -117,6 +117,36 @@ class Scenario(BaseModel):
     )
 
     _source: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_policy(cls, data: Any) -> Any:
+        """``engine.preset`` also sets the engine's scheduling defaults (token and sequence
+        budgets, chunked prefill) on a continuous or speculative policy; fields the scenario
+        gives explicitly win."""
+        if not isinstance(data, dict):
+            return data
+        eng = data.get("engine")
+        name = eng.get("preset") if isinstance(eng, dict) else getattr(eng, "preset", None)
+        if not name:
+            return data
+        try:
+            preset = get_preset(str(name))
+        except LlmsimError:
+            return data  # the engine section reports the unknown name
+        pol = data.get("policy", {"kind": "continuous"})
+        defaults = preset.policy_defaults()
+        if isinstance(pol, dict):
+            kind = pol.get("kind", "continuous")
+            if kind not in ("continuous", "speculative"):
+                return data
+            if kind == "speculative":
+                defaults.pop("chunked_prefill", None)
+                defaults.pop("long_prefill_token_threshold", None)
+            return {**data, "policy": {**defaults, **pol}}
+        if isinstance(pol, ContinuousConfig) and not isinstance(pol, SpeculativeConfig):
+            return {**data, "policy": preset.policy_update(pol)}
+        return data
 
     @field_validator("model")
     @classmethod

@@ -317,3 +317,18 @@ def test_shipped_scenario_validates(path: Path) -> None:
     replica = llmsim.build_replica(sc)  # memory fit, policy and cost model
     assert replica.kv.num_blocks > 0
     assert llmsim.Scenario.from_yaml(sc.to_yaml()) == sc
+
+
+def test_engine_preset_sets_policy_defaults_unless_given() -> None:
+    base = llmsim.load_scenario(QUICKSTART)
+    data = base.model_dump(mode="json")
+    data["engine"]["preset"] = "vllm-v1"
+    data["policy"] = {"kind": "continuous", "max_num_seqs": 64}
+    sc = llmsim.Scenario.model_validate(data)
+    assert sc.policy.chunked_prefill is True
+    assert sc.policy.max_num_batched_tokens == 8192
+    assert sc.policy.max_num_seqs == 64  # explicit wins
+    assert llmsim.Scenario.from_yaml(sc.to_yaml()) == sc
+    data["engine"]["preset"] = "vllm-0.6"
+    data["policy"] = {"kind": "continuous"}
+    assert llmsim.Scenario.model_validate(data).policy.chunked_prefill is False
