@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -121,6 +122,35 @@ def validate_data(model: type[M], data: Any, source: str | None) -> M:
 def load_model_file(model: type[M], path: str | Path) -> M:
     """Read a YAML file and validate it as ``model``."""
     return validate_data(model, read_yaml(path), str(path))
+
+
+N = TypeVar("N", bound=BaseModel)
+
+
+def load_catalog(model: type[N], folder: Path) -> dict[str, N]:
+    """Every ``*.yaml`` in ``folder`` validated as ``model``, by its ``name`` field."""
+    items: dict[str, N] = {}
+    for path in sorted(folder.glob("*.yaml")):
+        item = load_model_file(model, path)
+        items[item.name] = item  # type: ignore[attr-defined]
+    return items
+
+
+def find(catalog: dict[str, N], name: str, *extra: Callable[[N], str | None]) -> N | None:
+    """The entry whose name, an alias or an ``extra`` key matches ``name`` (any case)."""
+    key = name.lower()
+    for item in catalog.values():
+        keys = [item.name, *item.aliases, *(f(item) for f in extra)]  # type: ignore[attr-defined]
+        if any(k is not None and k.lower() == key for k in keys):
+            return item
+    return None
+
+
+def unknown_name(kind: str, name: str, catalog: dict[str, N], hint: str = "") -> str:
+    """The message for a name not in ``catalog``, with a did-you-mean and the valid names."""
+    aliases = [a for item in catalog.values() for a in item.aliases]  # type: ignore[attr-defined]
+    close = did_you_mean(name, [*catalog, *aliases])
+    return f"unknown {kind} '{name}'{close}; valid: {', '.join(catalog)}{hint}"
 
 
 def shipped_dir(name: str) -> Path:

@@ -14,8 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from llmsim.config_io import load_model_file, shipped_dir
-from llmsim.errors import UnknownNameError, did_you_mean
+from llmsim.config_io import find, load_catalog, load_model_file, shipped_dir, unknown_name
+from llmsim.errors import UnknownNameError
 from llmsim.hardware_calibration import Calibration
 
 DType = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4"]
@@ -108,11 +108,7 @@ def profiles_dir() -> Path:
 
 @cache
 def _catalog() -> dict[str, HardwareProfile]:
-    profiles: dict[str, HardwareProfile] = {}
-    for path in sorted(profiles_dir().glob("*.yaml")):
-        hw = load_model_file(HardwareProfile, path)
-        profiles[hw.name] = hw
-    return profiles
+    return load_catalog(HardwareProfile, profiles_dir())
 
 
 def hardware_names() -> list[str]:
@@ -130,16 +126,10 @@ def get_hardware(
 ) -> HardwareProfile:
     """A shipped profile by name or alias (case-insensitive), or a YAML file path."""
     catalog = _catalog()
-    key = name.lower()
-    for hw in catalog.values():
-        if key == hw.name.lower() or key in (a.lower() for a in hw.aliases):
-            return hw
+    found = find(catalog, name)
+    if found is not None:
+        return found
     if name.endswith((".yaml", ".yml")):
         return load_model_file(HardwareProfile, Path(name))
-    names = list(catalog) + [a for hw in catalog.values() for a in hw.aliases]
-    raise UnknownNameError(
-        f"unknown hardware '{name}'{did_you_mean(name, names)}; "
-        f"valid: {', '.join(catalog)} (or a path to a profile .yaml)",
-        source=source,
-        field=field,
-    )
+    msg = unknown_name("hardware", name, catalog, " (or a path to a profile .yaml)")
+    raise UnknownNameError(msg, source=source, field=field)

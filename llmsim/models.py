@@ -15,8 +15,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from llmsim.config_io import load_model_file, shipped_dir, validate_data
-from llmsim.errors import ConfigError, UnknownNameError, did_you_mean
+from llmsim.config_io import (
+    find,
+    load_catalog,
+    load_model_file,
+    shipped_dir,
+    unknown_name,
+    validate_data,
+)
+from llmsim.errors import ConfigError, UnknownNameError
 
 WeightDType = Literal["fp32", "bf16", "fp16", "fp8", "int8", "int4", "fp4"]
 KVDType = Literal["fp32", "bf16", "fp16", "fp8", "int8"]
@@ -218,11 +225,7 @@ def catalog_dir() -> Path:
 
 @cache
 def _catalog() -> dict[str, ModelSpec]:
-    models: dict[str, ModelSpec] = {}
-    for path in sorted(catalog_dir().glob("*.yaml")):
-        spec = load_model_file(ModelSpec, path)
-        models[spec.name] = spec
-    return models
+    return load_catalog(ModelSpec, catalog_dir())
 
 
 def model_names() -> list[str]:
@@ -239,22 +242,16 @@ def get_model(name: str, *, source: str | None = None, field: str = "model") -> 
     A path may point at a llmsim model YAML or at a Hugging Face ``config.json``.
     """
     catalog = _catalog()
-    key = name.lower()
-    for spec in catalog.values():
-        names = (spec.name, spec.hf_id or "", *spec.aliases)
-        if key in (n.lower() for n in names):
-            return spec
+    found = find(catalog, name, lambda spec: spec.hf_id)
+    if found is not None:
+        return found
     if name.endswith((".yaml", ".yml")):
         return load_model_file(ModelSpec, Path(name))
     if name.endswith(".json"):
         return from_hf_config(Path(name))
-    choices = list(catalog) + [a for s in catalog.values() for a in s.aliases]
-    raise UnknownNameError(
-        f"unknown model '{name}'{did_you_mean(name, choices)}; valid: {', '.join(catalog)} "
-        "(or a path to a model .yaml or a Hugging Face config.json)",
-        source=source,
-        field=field,
-    )
+    hint = " (or a path to a model .yaml or a Hugging Face config.json)"
+    msg = unknown_name("model", name, catalog, hint)
+    raise UnknownNameError(msg, source=source, field=field)
 
 
 def from_hf_config(path: str | Path, name: str | None = None) -> ModelSpec:

@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmsim.config_io import load_model_file, shipped_dir
-from llmsim.errors import UnknownNameError, did_you_mean
+from llmsim.config_io import find, load_catalog, shipped_dir, unknown_name
+from llmsim.errors import UnknownNameError
 from llmsim.hardware_calibration import HostParams
 
 
@@ -77,11 +77,7 @@ def presets_dir() -> Path:
 
 @cache
 def _catalog() -> dict[str, EnginePreset]:
-    out: dict[str, EnginePreset] = {}
-    for path in sorted(presets_dir().glob("*.yaml")):
-        preset = load_model_file(EnginePreset, path)
-        out[preset.name] = preset
-    return out
+    return load_catalog(EnginePreset, presets_dir())
 
 
 def list_presets() -> list[EnginePreset]:
@@ -91,13 +87,8 @@ def list_presets() -> list[EnginePreset]:
 
 def get_preset(name: str, *, field: str = "engine.preset") -> EnginePreset:
     """A preset by name or alias (case-insensitive)."""
-    key = name.lower()
-    for preset in _catalog().values():
-        if key == preset.name or key in (a.lower() for a in preset.aliases):
-            return preset
-    names = list(_catalog()) + [a for p in _catalog().values() for a in p.aliases]
-    raise UnknownNameError(
-        f"unknown engine preset '{name}'{did_you_mean(name, names)}; "
-        f"valid: {', '.join(_catalog())}",
-        field=field,
-    )
+    found = find(_catalog(), name)
+    if found is not None:
+        return found
+    msg = unknown_name("engine preset", name, _catalog())
+    raise UnknownNameError(msg, field=field)

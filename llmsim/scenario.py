@@ -13,6 +13,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -148,20 +149,11 @@ class Scenario(BaseModel):
             return {**data, "policy": preset.policy_update(pol)}
         return data
 
-    @field_validator("model")
+    @field_validator("model", "hardware")
     @classmethod
-    def _known_model(cls, v: str) -> str:
+    def _known_name(cls, v: str, info: ValidationInfo) -> str:
         try:
-            get_model(v)
-        except LlmsimError as exc:
-            raise ValueError(getattr(exc, "reason", str(exc))) from None
-        return v
-
-    @field_validator("hardware")
-    @classmethod
-    def _known_hardware(cls, v: str) -> str:
-        try:
-            get_hardware(v)
+            (get_model if info.field_name == "model" else get_hardware)(v)
         except LlmsimError as exc:
             raise ValueError(getattr(exc, "reason", str(exc))) from None
         return v
