@@ -138,6 +138,10 @@ def print_summary(result: SimulationResult) -> None:
         ("KV usage (mean / max)", f"{s['mean_kv_usage']:.1%} / {s['max_kv_usage']:.1%}"),
         ("preemptions", f"{int(s['preemptions']):,}"),
     ]
+    if "prefix_cache_hit_rate" in s:
+        rows.append(("prefix cache hit rate", f"{s['prefix_cache_hit_rate']:.1%}"))
+    if s.get("trace_bad_rows_skipped"):
+        rows.append(("trace rows skipped (bad)", f"{int(s['trace_bad_rows_skipped']):,}"))
     if "goodput" in s:
         rows.append(
             ("goodput (within SLOs)", f"{s['goodput']:,.2f} req/s ({s['slo_attainment']:.1%})")
