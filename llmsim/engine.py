@@ -72,6 +72,8 @@ class Simulation:
         self._decoders = [r for r in self.replicas if r.role == "decode"]
         self._sent = 0
         self._progress: ProgressFn | None = None
+        self._tick = max(1, len(self.stream) // 100)
+        self._unroutable: list[Request] = []  # requests of a class no pool serves
 
     # --- arrivals ----------------------------------------------------------------------------
 
@@ -243,9 +245,9 @@ class Simulation:
 
     def run(self, progress: ProgressFn | None = None) -> SimulationResult:
         env = self.env
+        if self._sent:
+            raise RuntimeError("a Simulation runs once; build a new one to run again")
         self._progress = progress
-        self._tick = max(1, len(self.stream) // 100)
-        self._unroutable: list[Request] = []
         for rep in self.replicas:
             env.process(self._replica(rep))
         if self.clients is not None:
