@@ -30,6 +30,11 @@ class GemmParams(_Params):
     small K: pipeline start-up). ``tm = bytes / (bandwidth * bandwidth_efficiency) *
     (1 + n_bandwidth_half/n)``: weight and activation traffic, slower when few thread blocks
     share the read.
+
+    With ``sms`` (the GPU's multiprocessor count, from its datasheet) the compute time is
+    ``tc^(1 - wave_exponent) * tw^wave_exponent``, where ``tw`` prices the output padded to
+    whole tiles and whole waves of ``sms`` tiles (wave quantisation: a GEMM with 133 tiles on
+    132 multiprocessors takes two waves); ``sms: 0`` turns this off.
     """
 
     source: str = Field(default="", description="what these values were fitted on")
@@ -41,6 +46,12 @@ class GemmParams(_Params):
     n_bandwidth_half: float = Field(ge=0, description="output columns at which bandwidth halves")
     launch_us: float = Field(ge=0, description="fixed time per GEMM kernel, microseconds")
     smoothness: float = Field(ge=1, le=20, description="exponent of the smoothed maximum")
+    wave_exponent: float = Field(
+        default=0.0, ge=0, le=1, description="weight of the wave-quantised compute time"
+    )
+    sms: int = Field(
+        default=0, ge=0, description="multiprocessors, for wave quantisation (datasheet; 0: off)"
+    )
 
 
 class ElementwiseParams(_Params):

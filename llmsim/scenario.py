@@ -72,8 +72,10 @@ class EngineConfig(BaseModel):
             data["cost"] = cost.model_copy(update=update)
         elif isinstance(cost, dict):
             kind = cost.get("kind", "roofline")
-            allowed = {"roofline": ("step_overhead_ms", "seq_overhead_us"),
-                       "calibrated": ("step_overhead_ms", "seq_overhead_us", "tp_overhead_ms")}
+            allowed = {
+                "roofline": ("step_overhead_ms", "seq_overhead_us"),
+                "calibrated": ("step_overhead_ms", "seq_overhead_us", "tp_overhead_ms"),
+            }
             extra = {
                 k: v
                 for k, v in preset.cost_update().items()

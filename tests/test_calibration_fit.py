@@ -34,7 +34,7 @@ def test_gemm_parameters_recovered() -> None:
         dtype=float,
     )
     rows = operator_frame(family="gemm", dtype="bf16", m=grid[:, 0], n=grid[:, 1], k=grid[:, 2])
-    truth = (0.8, 40.0, 60.0, 80.0, 0.85, 30.0, 4.0, 3.0)
+    truth = (0.8, 40.0, 60.0, 80.0, 0.85, 30.0, 4.0, 3.0, 0.4)
     got = _recover("gemm", rows, truth)
     for name, t, g in zip(F.FAMILIES["gemm"].names, truth, got, strict=True):
         if name in ("flops_efficiency", "bandwidth_efficiency", "launch_us"):

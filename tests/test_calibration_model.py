@@ -217,3 +217,38 @@ def test_profiler_on_cpu_writes_llmsim_csv(tmp_path: Path) -> None:
     assert out.read_text().startswith("# llmsim profile: Tiny-Test")
     result = runner.invoke(app, ["calibrate", "L4", "--data", str(out), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("hw", CALIBRATED)
+def test_gemm_time_non_decreasing_with_wave_quantisation(hw: str) -> None:
+    import numpy as np
+
+    from llmsim.cost import kernels as K
+
+    profile = get_hardware(hw)
+    assert profile.calibration is not None
+    for dtype, params in profile.calibration.gemm.items():
+        th = K.theta(params, K.GEMM)
+        m = np.arange(1.0, 20_000.0)
+        for n, k in ((1024.0, 4096.0), (6144.0, 8192.0), (57344.0, 8192.0)):
+            t = K.gemm_time(
+                th,
+                m,
+                n,
+                k,
+                peak=profile.peak_flops(dtype),
+                bandwidth=profile.memory_bandwidth,
+                sms=float(params.sms),
+            )
+            assert np.all(np.isfinite(t)) and np.all(np.diff(t) >= 0), (dtype, n, k)
+
+
+def test_rewriting_a_profile_keeps_one_calibration_header() -> None:
+    from llmsim.calibration.profile_yaml import HEADER, profile_path, profile_text
+
+    hw = get_hardware("H100-SXM")
+    assert hw.calibration is not None
+    text = profile_path("H100-SXM").read_text(encoding="utf-8")
+    once = profile_text(text, hw.calibration)
+    assert profile_text(once, hw.calibration) == once
+    assert once.count(HEADER[0]) == 1

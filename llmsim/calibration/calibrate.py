@@ -106,7 +106,8 @@ def fit_families(
     for dtype in ("bf16", "fp8"):
         sub = rows[(rows["family"] == "gemm") & (rows["dtype"] == dtype)]
         if len(sub):
-            out[f"gemm:{dtype}"] = F.params("gemm", F.fit_family("gemm", sub, hw), describe(sub))
+            th = F.fit_family("gemm", sub, hw)
+            out[f"gemm:{dtype}"] = F.params("gemm", th, describe(sub), hw)
     if "gemm:bf16" not in out:
         bf16 = base.gemm.get("bf16") if base else None
         out["gemm:bf16"] = transfers.get("gemm") or bf16 or DEFAULTS["gemm"]

@@ -31,11 +31,32 @@ from llmsim.hardware_calibration import (
 MAX_ROWS = 4000  # rows per fit after thinning
 LOSS_SCALE = 0.05  # residual (in log units, ~5 %) where the soft-L1 loss turns linear
 
+# Streaming multiprocessors (AMD: compute units) per GPU, from the vendors' datasheets and
+# architecture whitepapers; GEMM wave quantisation uses them. A GPU not listed gets 0 (off).
+SM_COUNT = {
+    "A100-40GB": 108,
+    "A100-80GB": 108,
+    "A10G": 80,
+    "A40": 84,
+    "B200": 148,
+    "H100-PCIe": 114,
+    "H100-SXM": 132,
+    "H200": 132,
+    "L4": 58,
+    "L40S": 142,
+    "MI300X": 304,
+}
+
 Predict = Callable[[Sequence[float], pd.DataFrame, HardwareProfile], np.ndarray]
 
 
 def _col(rows: pd.DataFrame, name: str) -> np.ndarray:
     return rows[name].to_numpy(dtype=float)
+
+
+def sm_count(hw: HardwareProfile) -> int:
+    """Multiprocessors of ``hw`` (0 when unknown: no wave quantisation)."""
+    return SM_COUNT.get(hw.name, 0)
 
 
 def predict_gemm(th: Sequence[float], rows: pd.DataFrame, hw: HardwareProfile) -> np.ndarray:
@@ -50,6 +71,7 @@ def predict_gemm(th: Sequence[float], rows: pd.DataFrame, hw: HardwareProfile) -
         bandwidth=hw.memory_bandwidth,
         weight_bytes=elem,
         act_bytes=elem,
+        sms=float(sm_count(hw)),
     )
     return out
 
@@ -148,11 +170,11 @@ FAMILIES: dict[str, Family] = {
     "gemm": Family(
         K.GEMM,
         predict_gemm,
-        (0.05, 0.0, 0.0, 0.0, 0.05, 0.0, 0.0, 1.0),
-        (1.0, 4096.0, 8192.0, 8192.0, 1.0, 16384.0, 100.0, 20.0),
+        (0.05, 0.0, 0.0, 0.0, 0.05, 0.0, 0.0, 1.0, 0.0),
+        (1.0, 4096.0, 8192.0, 8192.0, 1.0, 16384.0, 100.0, 20.0, 1.0),
         (
-            (0.8, 32.0, 64.0, 64.0, 0.8, 64.0, 3.0, 3.0),
-            (0.7, 128.0, 16.0, 128.0, 0.9, 8.0, 6.0, 2.0),
+            (0.8, 32.0, 64.0, 64.0, 0.8, 64.0, 3.0, 3.0, 0.5),
+            (0.7, 128.0, 16.0, 128.0, 0.9, 8.0, 6.0, 2.0, 0.5),
         ),
     ),
     "elementwise": Family(
@@ -258,8 +280,11 @@ def predict_all_reduce_rows(
     return out
 
 
-def params(family: str, th: Sequence[float], source: str) -> BaseModel:
-    """The pydantic parameter model of a family from fitted values."""
+def params(
+    family: str, th: Sequence[float], source: str, hw: HardwareProfile | None = None
+) -> BaseModel:
+    """The pydantic parameter model of a family from fitted values (GEMM: with ``hw``'s
+    multiprocessor count, which its fit used)."""
     cls = {
         "gemm": GemmParams,
         "elementwise": ElementwiseParams,
@@ -267,5 +292,8 @@ def params(family: str, th: Sequence[float], source: str) -> BaseModel:
         "decode_attention": DecodeAttentionParams,
         "host": HostParams,
     }[family]
-    model: BaseModel = cls(source=source, **dict(zip(FAMILIES[family].names, th, strict=True)))
+    values = dict(zip(FAMILIES[family].names, th, strict=True))
+    if family == "gemm" and hw is not None:
+        values["sms"] = sm_count(hw)
+    model: BaseModel = cls(source=source, **values)
     return model

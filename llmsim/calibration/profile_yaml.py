@@ -27,11 +27,20 @@ def profile_path(name: str) -> Path:
     raise KeyError(name)
 
 
+HEADER = (
+    "# Kernel parameters fitted by `llmsim calibrate` (docs/calibration.md); fidelity lists",
+    "# the held-out error measured when they were fitted.",
+)
+
+
 def strip_calibration(text: str) -> str:
-    """The profile text without its ``calibrated:`` line and ``calibration:`` section."""
+    """The profile text without its ``calibrated:`` line, ``calibration:`` section and the
+    comment that :func:`calibration_yaml` writes above them."""
     out: list[str] = []
     skipping = False
     for line in text.splitlines():
+        if line in HEADER:
+            continue
         if skipping:
             if not line or line.startswith((" ", "#")):
                 continue
@@ -86,8 +95,7 @@ def _emit(model: BaseModel, indent: int, lines: list[str], first_prefix: str = "
 def calibration_yaml(cal: Calibration) -> str:
     """The ``calibrated: true`` line and the ``calibration:`` section."""
     lines = [
-        "# Kernel parameters fitted by `llmsim calibrate` (docs/calibration.md); fidelity lists",
-        "# the held-out error measured when they were fitted.",
+        *HEADER,
         "calibrated: true  # the calibration section below was fitted on measurements",
         "calibration:",
     ]

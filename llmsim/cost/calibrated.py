@@ -90,7 +90,9 @@ class CalibratedCostModel:
         self.cfg = cfg
         dtype = cfg.compute_dtype or ("fp8" if model.weight_dtype == "fp8" else "bf16")
         gemm = cal.gemm.get("fp8") if dtype == "fp8" else None
-        self._gemm_th = K.theta(gemm or cal.gemm["bf16"], K.GEMM)
+        gemm_params = gemm or cal.gemm["bf16"]
+        self._gemm_th = K.theta(gemm_params, K.GEMM)
+        self._sms = float(gemm_params.sms)
         self._peak = hardware.peak_flops(dtype)
         self._peak16 = hardware.peak_flops("bf16")
         self._bw = hardware.memory_bandwidth
@@ -170,6 +172,7 @@ class CalibratedCostModel:
                 weight_bytes=self._w_bytes,
                 act_bytes=self._gemm_act,
                 weight_copies=copies,
+                sms=self._sms,
             )
         )
 

@@ -29,6 +29,7 @@ GEMM = (
     "n_bandwidth_half",
     "launch_us",
     "smoothness",
+    "wave_exponent",
 )
 ELEMENTWISE = (
     "launch_us",
@@ -59,11 +60,35 @@ ALL_REDUCE = ("latency_us", "bus_bandwidth_gbps")
 HOST = ("step_overhead_ms", "seq_overhead_us", "tp_overhead_ms")
 
 QUERY_BLOCK = 128  # query rows per attention work item (FlashAttention's usual tile)
+# Output tile shapes (rows x columns) a GEMM library chooses among; wave quantisation takes the
+# one that wastes least (cuBLAS and CUTLASS heuristics pick among similar sizes).
+GEMM_TILES = (
+    (64, 64),
+    (64, 128),
+    (128, 64),
+    (128, 128),
+    (128, 256),
+    (256, 128),
+    (64, 256),
+    (256, 64),
+)
 
 
 def theta(params: BaseModel, names: Sequence[str]) -> tuple[float, ...]:
     """A parameter model's values in the order a formula expects."""
     return tuple(float(getattr(params, n)) for n in names)
+
+
+def wave_padded(m: Num, n: Num, sms: float) -> Num:
+    """Output elements a GEMM effectively computes on ``sms`` multiprocessors: the ``m x n``
+    output in tiles of ``GEMM_TILES``, in whole waves of ``sms`` tiles (the last wave is
+    partly idle), for the tile shape that wastes least. Non-decreasing in ``m`` and ``n``."""
+    best: Num = None
+    for tm, tn in GEMM_TILES:
+        tiles = np.ceil(m / tm) * np.ceil(n / tn)
+        work = np.ceil(tiles / sms) * sms * tm * tn
+        best = work if best is None else np.minimum(best, work)
+    return best
 
 
 def gemm_time(
@@ -77,12 +102,21 @@ def gemm_time(
     weight_bytes: Num = 2.0,
     act_bytes: Num = 2.0,
     weight_copies: Num = 1.0,
+    sms: float = 0.0,
 ) -> Num:
     """``m x k`` activations times a ``k x n`` weight (``weight_copies`` distinct weights
-    read, for grouped expert GEMMs)."""
-    eff, m_half, n_half, k_half, bw_eff, nb_half, launch_us, s = th
-    tc = 2.0 * m * n * k / (peak * eff) * (1.0 + m_half / m) * (1.0 + n_half / n)
-    tc = tc * (1.0 + k_half / k)
+    read, for grouped expert GEMMs) on a GPU with ``sms`` multiprocessors (0: no wave
+    quantisation).
+
+    Compute time is a geometric blend, by ``wave_exponent``, of a smooth efficiency curve in
+    M, N and K and of the wave-quantised work (:func:`wave_padded`); both grow with ``m`` and
+    ``n``, so their blend does too.
+    """
+    eff, m_half, n_half, k_half, bw_eff, nb_half, launch_us, s, wave = th
+    per_mn = 2.0 * k / (peak * eff) * (1.0 + k_half / k)
+    tc = per_mn * (m + m_half) * (n + n_half)
+    if sms > 0 and wave > 0:
+        tc = tc ** (1.0 - wave) * (per_mn * wave_padded(m, n, sms)) ** wave
     nbytes = weight_bytes * k * n * weight_copies + act_bytes * m * (k + n)
     tm = nbytes / (bandwidth * bw_eff) * (1.0 + nb_half / n)
     out: Num = (tc**s + tm**s) ** (1.0 / s) + launch_us * 1e-6
