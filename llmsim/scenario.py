@@ -34,8 +34,8 @@ class EngineConfig(BaseModel):
     """Scenario section ``engine``: memory settings and the step-time model of each replica.
 
     ``preset`` names a serving engine (``llmsim.presets``): it sets the cost model's host
-    overhead and the block size wherever the scenario leaves them unset. Its scheduling
-    defaults (``EnginePreset.policy_defaults``) are not applied to the policy here.
+    overhead and the block size wherever the scenario leaves them unset; ``Scenario`` applies
+    its scheduling defaults to the policy.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
