@@ -36,6 +36,31 @@ def blocks(tokens: int, bs: int) -> int:
     return -(-tokens // bs)
 
 
+def _requests(arrivals: list[float], prompts: list[int], outputs: list[int]) -> list[RefRequest]:
+    return [
+        RefRequest(i, a, p, o)
+        for i, (a, p, o) in enumerate(zip(arrivals, prompts, outputs, strict=True))
+    ]
+
+
+def _arrived(reqs: list[RefRequest], nxt: int, t: float) -> tuple[int, list[RefRequest]]:
+    """Requests arriving by ``t`` from position ``nxt``; the new position."""
+    start = nxt
+    while nxt < len(reqs) and reqs[nxt].arrival <= t:
+        nxt += 1
+    return nxt, reqs[start:nxt]
+
+
+def _emit(r: RefRequest, t: float) -> bool:
+    """The request samples a token at ``t``; True when that was its last."""
+    r.output += 1
+    r.emits.append(t)
+    if r.output == r.max_out:
+        r.status = "finished"
+        return True
+    return False
+
+
 def reference_run(
     arrivals: list[float],
     prompts: list[int],
@@ -49,10 +74,7 @@ def reference_run(
     watermark: float,
     max_model_len: int,
 ) -> list[RefRequest]:
-    reqs = [
-        RefRequest(i, a, p, o)
-        for i, (a, p, o) in enumerate(zip(arrivals, prompts, outputs, strict=True))
-    ]
+    reqs = _requests(arrivals, prompts, outputs)
     wm = int(total_blocks * watermark)
     used = 0
     waiting: deque[RefRequest] = deque()
@@ -62,9 +84,8 @@ def reference_run(
     done = 0
     n = len(reqs)
     while done < n:
-        while nxt < n and reqs[nxt].arrival <= t:
-            r = reqs[nxt]
-            nxt += 1
+        nxt, new = _arrived(reqs, nxt, t)
+        for r in new:
             total = r.prompt + r.max_out
             if (
                 total > max_model_len
@@ -97,10 +118,7 @@ def reference_run(
             t += cost.step_time(shape)
             for r in chunks:
                 r.computed = r.tokens
-                r.output += 1
-                r.emits.append(t)
-                if r.output == r.max_out:
-                    r.status = "finished"
+                if _emit(r, t):
                     used -= blocks(r.computed, block_size)
                     done += 1
                 else:
@@ -128,10 +146,7 @@ def reference_run(
         still = []
         for r in running:
             r.computed += 1
-            r.output += 1
-            r.emits.append(t)
-            if r.output == r.max_out:
-                r.status = "finished"
+            if _emit(r, t):
                 used -= blocks(r.computed, block_size)
                 done += 1
             else:
@@ -155,10 +170,7 @@ def reference_run_chunked(
     max_model_len: int,
 ) -> list[RefRequest]:
     """Chunked prefill (decode-first): all decodes, then continuing prompts, then new ones."""
-    reqs = [
-        RefRequest(i, a, p, o)
-        for i, (a, p, o) in enumerate(zip(arrivals, prompts, outputs, strict=True))
-    ]
+    reqs = _requests(arrivals, prompts, outputs)
     wm = int(total_blocks * watermark)
     bs = block_size
     used = 0
@@ -171,9 +183,8 @@ def reference_run_chunked(
     admitted = 0
     n = len(reqs)
     while done < n:
-        while nxt < n and reqs[nxt].arrival <= t:
-            r = reqs[nxt]
-            nxt += 1
+        nxt, new = _arrived(reqs, nxt, t)
+        for r in new:
             total = r.prompt + r.max_out
             if total > max_model_len or blocks(total, bs) > total_blocks - wm:
                 r.status = "rejected"
@@ -243,10 +254,7 @@ def reference_run_chunked(
         still = []
         for r in decoding:
             r.computed += 1
-            r.output += 1
-            r.emits.append(t)
-            if r.output == r.max_out:
-                r.status = "finished"
+            if _emit(r, t):
                 used -= blocks(r.computed, bs)
                 done += 1
             else:
@@ -258,10 +266,7 @@ def reference_run_chunked(
                 continue
             if r in prefilling:
                 prefilling.remove(r)
-            r.output += 1
-            r.emits.append(t)
-            if r.output == r.max_out:
-                r.status = "finished"
+            if _emit(r, t):
                 used -= blocks(r.computed, bs)
                 done += 1
             else:
