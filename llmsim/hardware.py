@@ -111,11 +111,6 @@ def _catalog() -> dict[str, HardwareProfile]:
     return load_catalog(HardwareProfile, profiles_dir())
 
 
-def hardware_names() -> list[str]:
-    """Names of all shipped hardware profiles."""
-    return list(_catalog())
-
-
 def list_hardware() -> list[HardwareProfile]:
     """All shipped hardware profiles, sorted by name."""
     return list(_catalog().values())

@@ -161,7 +161,6 @@ class BlockPool:
     __slots__ = (
         "evictable",
         "hit_tokens",
-        "peak",
         "query_tokens",
         "refs",
         "total",
@@ -173,7 +172,6 @@ class BlockPool:
         self.total = total
         self.used = 0
         self.watermark = int(total * watermark)
-        self.peak = 0
         self.refs: dict[Hashable, int] = {}  # cached key -> requests referencing it
         self.evictable: OrderedDict[Hashable, None] = OrderedDict()
         self.hit_tokens = 0
@@ -189,8 +187,6 @@ class BlockPool:
 
     def allocate(self, blocks: int) -> None:
         self.used += blocks
-        if self.used > self.peak:
-            self.peak = self.used
         room = self.total - self.used
         if room < len(self.evictable):
             if room < 0:
@@ -225,8 +221,6 @@ class BlockPool:
                 del self.evictable[key]
                 self.used += 1
             self.refs[key] += 1
-        if self.used > self.peak:
-            self.peak = self.used
 
     def register(self, key: Hashable) -> bool:
         """Make a block the requester already holds findable by ``key``; False if taken."""

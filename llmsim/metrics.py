@@ -17,6 +17,7 @@ Metric definitions follow the serving benchmarks (vLLM's ``benchmark_serving``, 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -140,10 +141,6 @@ class Weighted:
     values: np.ndarray
     weights: np.ndarray
 
-    @property
-    def count(self) -> int:
-        return int(self.weights.sum())
-
     def expand(self) -> np.ndarray:
         """Every sample, sorted (memory grows with the count: for small runs and tests)."""
         return np.sort(np.repeat(self.values, self.weights))
@@ -207,19 +204,14 @@ def inter_token_gaps(requests: Sequence[Request], decode_ends: Sequence[np.ndarr
 def _stats(name: str, seconds: np.ndarray | Weighted, out: dict[str, float]) -> None:
     """mean / median / p90 / p99 in milliseconds, with vLLM's key names."""
     if isinstance(seconds, Weighted):
-        out[f"mean_{name}_ms"] = seconds.mean() * 1e3
-        for p in PERCENTILES:
-            key = "median" if p == 50 else f"p{p}"
-            out[f"{key}_{name}_ms"] = seconds.percentile(p) * 1e3
-        return
-    x = seconds[~np.isnan(seconds)]
-    if x.size == 0:
-        out[f"mean_{name}_ms"] = float("nan")
-        for p in PERCENTILES:
-            out[f"{'median' if p == 50 else f'p{p}'}_{name}_ms"] = float("nan")
-        return
-    out[f"mean_{name}_ms"] = float(x.mean()) * 1e3
-    for p, v in zip(PERCENTILES, np.percentile(x, PERCENTILES), strict=True):
+        mean = seconds.mean()
+        pct = [seconds.percentile(p) for p in PERCENTILES]
+    else:
+        x = seconds[~np.isnan(seconds)]
+        mean = float(x.mean()) if x.size else float("nan")
+        pct = np.percentile(x, PERCENTILES).tolist() if x.size else [math.nan] * len(PERCENTILES)
+    out[f"mean_{name}_ms"] = mean * 1e3
+    for p, v in zip(PERCENTILES, pct, strict=True):
         out[f"{'median' if p == 50 else f'p{p}'}_{name}_ms"] = float(v) * 1e3
 
 

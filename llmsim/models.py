@@ -228,10 +228,6 @@ def _catalog() -> dict[str, ModelSpec]:
     return load_catalog(ModelSpec, catalog_dir())
 
 
-def model_names() -> list[str]:
-    return list(_catalog())
-
-
 def list_models() -> list[ModelSpec]:
     return list(_catalog().values())
 

@@ -32,7 +32,6 @@ class Replica:
     pool: str = "default"
     role: str = "mixed"
     classes: tuple[str, ...] = ()
-    hardware: str = ""
     outstanding: int = 0  # requests routed here and not finished (or handed off)
     pending_tokens: int = 0  # their prompt + output tokens
     seen: int = 0  # how many of policy.finished have been accounted for
@@ -101,7 +100,7 @@ def build_replica(
     cost = _cost_model(eng.cost, model, hw, tp, pp)
     if draft is not None:
         cost = SpeculativeCostModel(cost, _cost_model(_draft_cost(eng.cost), draft, hw, tp, 1))
-    return Replica(spec.index, policy, cost, budget, spec.pool, spec.role, spec.classes, hw.name)
+    return Replica(spec.index, policy, cost, budget, spec.pool, spec.role, spec.classes)
 
 
 def _cost_model(

@@ -56,7 +56,6 @@ class _Gemm:
 
     n: int
     k: float
-    count: int = 1  # identical GEMMs per layer (e.g. gate and up fused: count 1, n doubled)
 
 
 class RooflineCostModel:
@@ -80,7 +79,9 @@ class RooflineCostModel:
         self.link_lat = hardware.interconnect.latency_us * 1e-6
         self.step_overhead = cfg.step_overhead_ms * 1e-3
         self.seq_overhead = cfg.seq_overhead_us * 1e-6
-        self._dense_gemms, self._moe_layers = self._layer_gemms()
+        self._dense_gemms = self._layer_gemms()
+        self._moe_layers = model.num_moe_layers
+        self._dense_mlp_layers = model.num_layers - self._moe_layers
         self._lm_head = _Gemm(n=-(-model.vocab_size // tp), k=model.hidden_size)
         # Attention per layer per GPU: FLOPs per query-key pair, KV bytes per cached token.
         heads = max(1, model.num_heads // tp)
@@ -101,7 +102,8 @@ class RooflineCostModel:
 
     # --- structure -------------------------------------------------------------------------
 
-    def _layer_gemms(self) -> tuple[list[_Gemm], int]:
+    def _layer_gemms(self) -> list[_Gemm]:
+        """One layer's QKV, output, MLP up (gate and up fused) and down projections."""
         m, tp = self.model, self.tp
         h = m.hidden_size
         attn_params = m.attention_params()
@@ -115,17 +117,14 @@ class RooflineCostModel:
             _Gemm(n=(2 if m.gated_mlp else 1) * -(-m.ffn_size // tp), k=h),
             _Gemm(n=h, k=m.ffn_size / tp),
         ]
-        moe_layers = m.num_moe_layers
-        dense_layers = m.num_layers - moe_layers
-        self._dense_mlp_layers = dense_layers
-        return gemms + mlp, moe_layers
+        return gemms + mlp
 
     # --- operator times --------------------------------------------------------------------
 
     def _gemm(self, tokens: int, g: _Gemm) -> float:
         flops = 2.0 * tokens * g.n * g.k
         nbytes = (tokens * g.k + tokens * g.n) * self.a_bytes + g.k * g.n * self.w_bytes
-        return g.count * (max(flops / self.flops, nbytes / self.bw) + self.launch)
+        return max(flops / self.flops, nbytes / self.bw) + self.launch
 
     def _moe(self, tokens: int) -> float:
         """One MoE layer: router, routed experts (weights of every expert touched), shared."""
@@ -213,7 +212,3 @@ class RooflineCostModel:
             )
             self._decode_base[seqs] = base
         return base + self._decode_attn_slope * context
-
-    def weights_read_time(self) -> float:
-        """Seconds to stream one GPU's share of the weights once (the decode floor)."""
-        return self.model.weight_bytes / self.tp / self.bw

@@ -40,10 +40,6 @@ class Plan:
     decode_steps: int = 0
     extra_s: float = 0.0  # added to the first step (e.g. KV swapped over PCIe)
 
-    @property
-    def is_decode_run(self) -> bool:
-        return self.decode_steps > 0
-
 
 @dataclass(slots=True)
 class StepStats:
