@@ -27,7 +27,7 @@ import simpy
 from llmsim.metrics import StepLog, inter_token_gaps, requests_frame, summarize
 from llmsim.models import get_model
 from llmsim.replica import Replica, build_replica
-from llmsim.request import Request, Status
+from llmsim.request import Request
 from llmsim.result import SimulationResult
 from llmsim.routing import Router
 from llmsim.scenario import Scenario
@@ -118,8 +118,7 @@ class Simulation:
         r = self._request(i, t)
         candidates = self._candidates(r, self._entry)
         if not candidates:
-            r.status = Status.REJECTED
-            r.finish = t
+            r.reject(t)
             self._unroutable.append(r)
             self._on_finish(r, t)
             return

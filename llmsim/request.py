@@ -114,6 +114,11 @@ class Request:
         self.swapped_blocks = 0  # blocks held in host memory while swapped out
         self.prefill_replica = -1  # disaggregated serving: where the prompt was prefilled
 
+    def reject(self, now: float) -> None:
+        """Refuse the request at ``now`` (too long, or no pool serves its class)."""
+        self.status = Status.REJECTED
+        self.finish = now
+
     @property
     def num_tokens(self) -> int:
         """Prompt plus generated tokens."""

@@ -151,8 +151,7 @@ class ContinuousPolicy:
             or (not self.cfg.chunked_prefill and r.prompt_tokens > self.budget)
             or blocks_for(total, self.block_size) > pool.total - pool.watermark
         ):
-            r.status = Status.REJECTED
-            r.finish = now
+            r.reject(now)
             self._finished.append(r)
             return
         r.queue_enter = now

@@ -64,8 +64,7 @@ class RequestLevelPolicy:
 
     def add(self, r: Request, now: float) -> None:
         if r.prompt_tokens + r.max_output_tokens > self.max_model_len:
-            r.status = Status.REJECTED
-            r.finish = now
+            r.reject(now)
             self._finished.append(r)
             return
         r.queue_enter = now
