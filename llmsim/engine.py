@@ -125,8 +125,7 @@ class Simulation:
         rep = self.router.choose(r, candidates, self._affinity(r))
         assert isinstance(rep, Replica)
         r.replica = rep.index
-        rep.outstanding += 1
-        rep.pending_tokens += r.prompt_tokens + r.max_output_tokens
+        self._hold(rep, r, 1)
         rep.policy.add(r, t)
         self._wake(rep)
         self._collect(rep)
@@ -163,16 +162,19 @@ class Simulation:
         while rep.seen < len(done):
             r = done[rep.seen]
             rep.seen += 1
-            rep.outstanding -= 1
-            rep.pending_tokens -= r.prompt_tokens + r.max_output_tokens
+            self._hold(rep, r, -1)
             self._on_finish(r, r.finish)
-        handoffs: list[Request] | None = getattr(rep.policy, "handoffs", None)
-        if handoffs:
+        if rep.role == "prefill" and (handoffs := rep.policy.handoffs):  # type: ignore[attr-defined]
             for r in handoffs:
-                rep.outstanding -= 1
-                rep.pending_tokens -= r.prompt_tokens + r.max_output_tokens
+                self._hold(rep, r, -1)
                 self._ship(r, r.last_emit)
             handoffs.clear()
+
+    @staticmethod
+    def _hold(rep: Replica, r: Request, sign: int) -> None:
+        """Count a request in (+1) or out of (-1) the load a router sees on ``rep``."""
+        rep.outstanding += sign
+        rep.pending_tokens += sign * (r.prompt_tokens + r.max_output_tokens)
 
     def _on_finish(self, r: Request, now: float) -> None:
         if self.clients is not None:
@@ -192,8 +194,7 @@ class Simulation:
         assert isinstance(rep, Replica)
         r.replica = rep.index
         r.first_token = r.last_emit = t  # the first token reaches the client with the KV
-        rep.outstanding += 1
-        rep.pending_tokens += r.prompt_tokens + r.max_output_tokens
+        self._hold(rep, r, 1)
         rep.policy.add_prefilled(r, t)  # type: ignore[attr-defined]
         self._wake(rep)
 
@@ -223,8 +224,7 @@ class Simulation:
             start = env.now
             total = step_time(plan.shape) + plan.extra_s
             durations = [total]
-            horizon = self.next_arrival - start
-            if plan.decode_steps > 1 and total < horizon:
+            if plan.decode_steps > 1 and total < (horizon := self.next_arrival - start):
                 # the rest of a run of pure-decode steps, until the step a request arrives in
                 n = plan.shape.decode_seqs
                 ctx = plan.shape.decode_context
