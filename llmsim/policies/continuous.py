@@ -346,7 +346,8 @@ class ContinuousPolicy:
             cand = max(self.prefilling, key=lambda r: victim_key(r, order))
             if best is None or victim_key(cand, order) > best:
                 self.prefilling.remove(cand)
-                self._preempt_recompute(cand, now)
+                cand.preemptions += 1
+                self._recompute_later(cand, now)
                 return
         self._preempt(self.decode.pop_last(), now)
 
@@ -366,11 +367,10 @@ class ContinuousPolicy:
             r.status = Status.WAITING
             self.swapped.append(r)
             return
-        self._preempt_recompute(r, now, counted=True)
+        self._recompute_later(r, now)
 
-    def _preempt_recompute(self, r: Request, now: float, counted: bool = False) -> None:
-        if not counted:
-            r.preemptions += 1
+    def _recompute_later(self, r: Request, now: float) -> None:
+        """Free a preempted request's KV and queue it, first, to be prefilled again."""
         self._release(r)
         r.num_computed = 0
         r.keyed_blocks = 0
