@@ -25,6 +25,33 @@ from llmsim.cost.base import BatchShape
 from llmsim.request import Request
 
 
+class VictimQueue:
+    """Members in preemption order (largest victim key first), with lazy deletion: entries of
+    requests that left the set are skipped when they reach the top."""
+
+    __slots__ = ("_heap",)
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, int, int, Request]] = []
+
+    def push(self, key: tuple[int, int], seq: int, r: Request) -> None:
+        heapq.heappush(self._heap, (-key[0], -key[1], seq, r))
+
+    def pop(self, members: dict[int, Request]) -> Request:
+        """Remove the victim from ``members`` and return it."""
+        while True:
+            _, _, seq, r = heapq.heappop(self._heap)
+            if members.pop(seq, None) is not None:
+                return r
+
+    def peek(self, members: dict[int, Request]) -> tuple[int, int] | None:
+        """The victim's key, or None when ``members`` is empty."""
+        heap = self._heap
+        while heap and heap[0][2] not in members:
+            heapq.heappop(heap)
+        return (-heap[0][0], -heap[0][1]) if heap else None
+
+
 class DecodeSet:
     __slots__ = (
         "_seq",
@@ -49,7 +76,7 @@ class DecodeSet:
         self.sum_c = 0
         self.residue = [0] * block_size
         self.heap: list[tuple[int, int, Request]] = []
-        self.victims: list[tuple[int, int, int, Request]] = []
+        self.victims = VictimQueue()
         self.members: dict[int, Request] = {}  # join sequence -> request
         self._seq = 0
 
@@ -62,7 +89,7 @@ class DecodeSet:
         self._seq += 1
         self.members[self._seq] = r
         heapq.heappush(self.heap, (r.finish_decode, self._seq, r))
-        heapq.heappush(self.victims, (-victim[0], -victim[1], self._seq, r))
+        self.victims.push(victim, self._seq, r)
         self.n += 1
         self.sum_c += c
         if self.paged:
@@ -133,21 +160,13 @@ class DecodeSet:
 
     def pop_last(self) -> Request:
         """Remove the preemption victim (largest victim key) and return it."""
-        victims = self.victims
-        while True:
-            _, _, seq, r = heapq.heappop(victims)
-            if self.members.pop(seq, None) is not None:
-                self._remove(r)
-                return r
+        r = self.victims.pop(self.members)
+        self._remove(r)
+        return r
 
     def peek_victim(self) -> tuple[int, int] | None:
         """The victim key of the member ``pop_last`` would remove, or None when empty."""
-        victims = self.victims
-        while victims and victims[0][2] not in self.members:
-            heapq.heappop(victims)
-        if not victims:
-            return None
-        return (-victims[0][0], -victims[0][1])
+        return self.victims.peek(self.members)
 
     def __len__(self) -> int:
         return self.n

@@ -13,7 +13,6 @@ streaming client sees them (several tokens may arrive together).
 
 from __future__ import annotations
 
-import heapq
 from typing import Literal
 
 import numpy as np
@@ -23,6 +22,7 @@ from llmsim.cost.base import BatchShape
 from llmsim.kv_cache import blocks_for
 from llmsim.policies.base import ReplicaContext
 from llmsim.policies.continuous import ContinuousConfig, ContinuousPolicy
+from llmsim.policies.decode_set import VictimQueue
 from llmsim.request import Request
 
 
@@ -88,7 +88,7 @@ class SpeculativeDecodeSet:
         self.rng = rng
         self.counter = 0
         self.members: dict[int, Request] = {}
-        self.victims: list[tuple[int, int, int, Request]] = []
+        self.victims = VictimQueue()
         self.rates: dict[int, float] = {}  # request id -> its acceptance rate
         self.emitted: int | None = 0
         self._seq = 0
@@ -124,7 +124,7 @@ class SpeculativeDecodeSet:
                 self.rates[r.id] = float(self.rng.beta(a, b))
         self._seq += 1
         self.members[self._seq] = r
-        heapq.heappush(self.victims, (-victim[0], -victim[1], self._seq, r))
+        self.victims.push(victim, self._seq, r)
 
     def blocks_needed(self, ahead: int = 0) -> int:
         bs, k = self.block_size, self.k
@@ -167,14 +167,7 @@ class SpeculativeDecodeSet:
         return [r for _, r in done]
 
     def pop_last(self) -> Request:
-        while True:
-            _, _, seq, r = heapq.heappop(self.victims)
-            if self.members.pop(seq, None) is not None:
-                return r
+        return self.victims.pop(self.members)
 
     def peek_victim(self) -> tuple[int, int] | None:
-        while self.victims and self.victims[0][2] not in self.members:
-            heapq.heappop(self.victims)
-        if not self.victims:
-            return None
-        return (-self.victims[0][0], -self.victims[0][1])
+        return self.victims.peek(self.members)
