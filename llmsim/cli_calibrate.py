@@ -12,11 +12,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from llmsim.atomic import atomic_write_text
 from llmsim.calibration import calibrate as C
 from llmsim.calibration import steps as S
-from llmsim.calibration.files import atomic_write_text
 from llmsim.calibration.holdout import ape, summary
-from llmsim.calibration.llmsim_csv import read_operator_csv, read_step_csv, sniff
+from llmsim.calibration.llmsim_csv import USER_SOURCE, read_operator_csv, read_step_csv, sniff
 from llmsim.calibration.profile_yaml import profile_path, write_profile
 from llmsim.calibration.records import concat
 from llmsim.config_io import read_yaml
@@ -65,6 +65,14 @@ def _fidelity_table(title: str, rows: list[tuple[str, FidelityRow]]) -> Table:
     return t
 
 
+def _gemm_table(hw: HardwareProfile, rows: pd.DataFrame) -> str:
+    """The user's GEMM rows as the profile's table, or (without any) the profile's own."""
+    own = C.table_file(rows, USER_SOURCE) if len(rows) else ""
+    if own:
+        return own
+    return hw.calibration.gemm_table if hw.calibration is not None else ""
+
+
 def _user_calibration(
     hw: HardwareProfile, data: list[Path], model: str | None, engine: str, date: str
 ) -> Calibration:
@@ -75,9 +83,16 @@ def _user_calibration(
         (ops if kind == "operators" else steps).append(path)
     rows = concat([read_operator_csv(p) for p in ops])
     families = C.fit_families(hw, rows, base=hw.calibration)
-    fidelity = C.holdout_errors(hw, rows, families) if len(rows) else []
+    fidelity = C.holdout_errors(hw, rows, families, table_source=USER_SOURCE) if len(rows) else []
     names = ", ".join(p.name for p in data)
-    cal = C.assemble(families, data=names, engine=engine, date=date, points=len(rows))
+    cal = C.assemble(
+        families,
+        data=names,
+        engine=engine,
+        date=date,
+        points=len(rows),
+        gemm_table=_gemm_table(hw, rows),
+    )
     if steps:
         table: pd.DataFrame = pd.concat([read_step_csv(p) for p in steps], ignore_index=True)
         host = S.fit_host(

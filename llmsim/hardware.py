@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmsim.config_io import find, load_catalog, load_model_file, shipped_dir, unknown_name
-from llmsim.errors import UnknownNameError
+from llmsim.errors import ConfigError, UnknownNameError
 from llmsim.hardware_calibration import Calibration
 
 DType = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4"]
@@ -106,9 +106,29 @@ def profiles_dir() -> Path:
     return shipped_dir("hardware_profiles")
 
 
+def with_files(profile: HardwareProfile, folder: Path, source: str) -> HardwareProfile:
+    """``profile`` with the files its calibration names (its GEMM table) made absolute against
+    ``folder``, the profile's own folder; a ConfigError when such a file is missing."""
+    cal = profile.calibration
+    if cal is None or not cal.gemm_table or Path(cal.gemm_table).is_absolute():
+        return profile
+    full = folder / cal.gemm_table
+    if not full.is_file():
+        raise ConfigError(
+            f"file '{cal.gemm_table}' not found next to the profile (re-run llmsim calibrate, "
+            "or delete the field to use the GEMM formula alone)",
+            source=source,
+            field="calibration.gemm_table",
+        )
+    calibration = cal.model_copy(update={"gemm_table": str(full)})
+    return profile.model_copy(update={"calibration": calibration})
+
+
 @cache
 def _catalog() -> dict[str, HardwareProfile]:
-    return load_catalog(HardwareProfile, profiles_dir())
+    folder = profiles_dir()
+    catalog = load_catalog(HardwareProfile, folder)
+    return {name: with_files(hw, folder, name) for name, hw in catalog.items()}
 
 
 def list_hardware() -> list[HardwareProfile]:
@@ -125,6 +145,7 @@ def get_hardware(
     if found is not None:
         return found
     if name.endswith((".yaml", ".yml")):
-        return load_model_file(HardwareProfile, Path(name))
+        path = Path(name)
+        return with_files(load_model_file(HardwareProfile, path), path.parent, name)
     msg = unknown_name("hardware", name, catalog, " (or a path to a profile .yaml)")
     raise UnknownNameError(msg, source=source, field=field)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from llmsim.atomic import atomic_write, atomic_write_text
 from llmsim.kv_cache import KVBudget
 from llmsim.metrics import Weighted, summary_frame
 from llmsim.scenario import Scenario
@@ -55,31 +53,18 @@ class SimulationResult:
             "summary": out / "summary.json",
             "scenario": out / "scenario.yaml",
         }
-        _atomic(paths["requests"], lambda p: self.requests.to_parquet(p, index=False))
-        _atomic(paths["steps"], lambda p: self.steps.to_parquet(p, index=False))
+        atomic_write(paths["requests"], lambda p: self.requests.to_parquet(p, index=False))
+        atomic_write(paths["steps"], lambda p: self.steps.to_parquet(p, index=False))
         text = json.dumps(_json_ready(self.summary), indent=2, sort_keys=True) + "\n"
-        _atomic(paths["summary"], lambda p: Path(p).write_text(text, encoding="utf-8"))
-        scenario_text = self.scenario.to_yaml()
-        _atomic(paths["scenario"], lambda p: Path(p).write_text(scenario_text, encoding="utf-8"))
+        atomic_write_text(paths["summary"], text)
+        atomic_write_text(paths["scenario"], self.scenario.to_yaml())
         for name, table in (("pools", self.by_pool), ("replicas", self.by_replica)):
             if table is not None:
                 paths[name] = out / f"{name}.csv"
-                _atomic(paths[name], table.to_csv)
+                atomic_write(paths[name], table.to_csv)
         return paths
 
 
 def _json_ready(summary: dict[str, float]) -> dict[str, Any]:
     """NaN is not JSON: write it as null."""
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}
-
-
-def _atomic(path: Path, write: Callable[[str], object]) -> None:
-    """Write to a temporary file in the same folder, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -44,7 +44,8 @@ def test_profiles_dir_has_yaml_files() -> None:
 @pytest.mark.parametrize("path", PROFILE_FILES, ids=lambda p: p.name)
 def test_every_yaml_file_loads(path: Path) -> None:
     hw = load_model_file(HardwareProfile, path)
-    assert get_hardware(hw.name) == hw
+    assert get_hardware(hw.name) == get_hardware(str(path))
+    assert get_hardware(hw.name).name == hw.name
 
 
 @pytest.mark.parametrize("path", PROFILE_FILES, ids=lambda p: p.name)

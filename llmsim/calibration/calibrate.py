@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import tempfile
 from collections.abc import Mapping
+from functools import cache
 
 import pandas as pd
 from pydantic import BaseModel
@@ -20,6 +22,7 @@ from llmsim.calibration import fit as F
 from llmsim.calibration import holdout as H
 from llmsim.calibration import steps as S
 from llmsim.calibration.shipped import SHIPPED, SPLITWISE_TABLE, load
+from llmsim.cost.gemm_table import to_table_frame
 from llmsim.errors import ConfigError
 from llmsim.hardware import HardwareProfile, get_hardware
 from llmsim.hardware_calibration import (
@@ -137,17 +140,37 @@ def fit_families(
     return out
 
 
+def table_file(rows: pd.DataFrame, source: str) -> str:
+    """The GEMM rows of ``source`` as a GEMM table file in a scratch folder (removed when the
+    process ends; :func:`llmsim.calibration.profile_yaml.write_profile` copies it next to the
+    profile); "" when ``source`` has no GEMM rows."""
+    sub = rows[(rows["family"] == "gemm") & (rows["source"] == source)]
+    if not source or sub.empty:
+        return ""
+    fd, name = tempfile.mkstemp(suffix=".gemm.parquet", dir=_scratch().name)
+    os.close(fd)
+    to_table_frame(sub).to_parquet(name, index=False)
+    return name
+
+
+@cache
+def _scratch() -> tempfile.TemporaryDirectory[str]:
+    return tempfile.TemporaryDirectory(prefix="llmsim-calibrate-")
+
+
 def holdout_errors(
     hw: HardwareProfile,
     rows: pd.DataFrame,
     families: Mapping[str, BaseModel],
     check: pd.DataFrame | None = None,
+    table_source: str = "",
 ) -> list[FidelityRow]:
-    """Held-out error of every fitted family, and the error on the check-only tables."""
+    """Held-out error of every fitted family, and the error on the check-only tables; GEMMs
+    are corrected by ``table_source``'s rows, as the profile carrying that table is."""
     out: list[FidelityRow] = []
     for dtype in ("bf16", "fp8"):
         sub = rows[(rows["family"] == "gemm") & (rows["dtype"] == dtype)]
-        for r in H.family_errors("gemm", sub, hw):
+        for r in H.family_errors("gemm", sub, hw, table_source):
             out.append(r.model_copy(update={"family": f"gemm {dtype}"}))
     for family in (*KERNEL_FAMILIES, "all_reduce"):
         sub = rows[rows["family"] == family]
@@ -186,6 +209,7 @@ def assemble(
     date: str,
     points: int,
     fidelity: tuple[FidelityRow, ...] = (),
+    gemm_table: str = "",
 ) -> Calibration:
     gemm = {"bf16": families["gemm:bf16"]}
     if "gemm:fp8" in families:
@@ -197,6 +221,7 @@ def assemble(
             "date": date,
             "points": points,
             "gemm": gemm,
+            "gemm_table": gemm_table,
             "elementwise": families["elementwise"],
             "prefill_attention": families["prefill_attention"],
             "decode_attention": families["decode_attention"],
@@ -263,9 +288,14 @@ def calibrate_shipped(
     fidelity: list[FidelityRow] = []
     if holdout:
         check = load(spec.check) if spec.check else None
-        fidelity = holdout_errors(hw, rows, families, check)
+        fidelity = holdout_errors(hw, rows, families, check, spec.gemm_table)
     cal = assemble(
-        families, data=spec.data, engine=spec.engine, date=date or today(), points=len(rows)
+        families,
+        data=spec.data,
+        engine=spec.engine,
+        date=date or today(),
+        points=len(rows),
+        gemm_table=table_file(rows, spec.gemm_table),
     )
     if holdout:
         steps = SPLITWISE_TABLE.load()

@@ -17,6 +17,7 @@ import pandas as pd
 from pydantic import BaseModel
 from scipy.optimize import least_squares
 
+from llmsim.cost import gemm_table as T
 from llmsim.cost import kernels as K
 from llmsim.hardware import HardwareProfile
 from llmsim.hardware_calibration import (
@@ -256,6 +257,21 @@ def predict(
 ) -> np.ndarray:
     """Predicted seconds for each row."""
     return FAMILIES[family].predict(th, rows, hw)
+
+
+def gemm_table(th: Sequence[float], rows: pd.DataFrame, hw: HardwareProfile) -> T.GemmTable:
+    """GEMM rows of one data type as a table correcting the formula with ``th``."""
+    dtype = str(rows["dtype"].iloc[0])
+    elem = 1.0 if dtype == "fp8" else 2.0
+    formula = T.formula_for(
+        tuple(th),
+        peak=hw.peak_flops(dtype),
+        bandwidth=hw.memory_bandwidth,
+        weight_bytes=elem,
+        act_bytes=elem,
+        sms=float(sm_count(hw)),
+    )
+    return T.GemmTable(rows, formula)
 
 
 def fit_all_reduce(rows: pd.DataFrame, hw: HardwareProfile) -> tuple[AllReduceParams, ...]:

@@ -12,6 +12,10 @@ Splits:
 * another source, for tables used only as a check (Vidur's A100 attention table): predicted by
   the fit on the other tables.
 
+GEMM predictions are made as the calibrated profile makes them: the formula fitted on the
+training rows, corrected by the training rows of the profile's GEMM-table source
+(:mod:`llmsim.cost.gemm_table`); rows of another source are labelled with that table's source.
+
 Errors are absolute percentage errors, |predicted / measured - 1| x 100, summarised by median
 and 90th percentile.
 """
@@ -62,13 +66,23 @@ def summary(
 
 
 def fit_and_predict(
-    family: str, train: pd.DataFrame, test: pd.DataFrame, hw: HardwareProfile
+    family: str,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    hw: HardwareProfile,
+    table_source: str = "",
 ) -> np.ndarray:
-    """Seconds predicted for ``test`` by a fit on ``train``."""
+    """Seconds predicted for ``test`` by a fit on ``train``; GEMMs with ``table_source``:
+    corrected by that source's training rows as a GEMM table (:mod:`llmsim.cost.gemm_table`)."""
     if family == "all_reduce":
         fits = F.fit_all_reduce(train, hw)
         return F.predict_all_reduce_rows(fits, test, hw)
     th = F.fit_family(family, train, hw)
+    table = train[train["source"] == table_source] if family == "gemm" else train.iloc[0:0]
+    if table_source and len(table):
+        return F.gemm_table(th, table, hw).predict(
+            *(test[c].to_numpy(dtype=float) for c in ("m", "n", "k"))
+        )
     return F.predict(family, th, test, hw)
 
 
@@ -93,8 +107,11 @@ def shape_splits(
     yield ~test, test
 
 
-def family_errors(family: str, rows: pd.DataFrame, hw: HardwareProfile) -> list[FidelityRow]:
-    """Held-out error of one family, per source in its rows."""
+def family_errors(
+    family: str, rows: pd.DataFrame, hw: HardwareProfile, table_source: str = ""
+) -> list[FidelityRow]:
+    """Held-out error of one family, per source in its rows (GEMMs of one data type:
+    corrected by ``table_source``'s training rows, as the calibrated profile is)."""
     out: list[FidelityRow] = []
     for source in sorted(set(rows["source"])):
         own = rows[rows["source"] == source]
@@ -104,6 +121,8 @@ def family_errors(family: str, rows: pd.DataFrame, hw: HardwareProfile) -> list[
         else:
             splits = shape_splits(rows, source, family)
             label = f"1 in {HOLDOUT_EVERY} shapes"
+        if family == "gemm" and table_source and source != table_source:
+            label += f", {table_source} GEMM table"
         errors = []
         for train, test in splits:
             if not test.any() or not train.any():
@@ -113,7 +132,7 @@ def family_errors(family: str, rows: pd.DataFrame, hw: HardwareProfile) -> list[
                 counts = set(rows.loc[test, "gpus"]) - set(rows.loc[train, "gpus"])
                 if counts:
                     continue
-            pred = fit_and_predict(family, rows[train], rows[test], hw)
+            pred = fit_and_predict(family, rows[train], rows[test], hw, table_source)
             errors.append(ape(pred, rows.loc[test, "time_s"].to_numpy(dtype=float)))
         row = summary(family, source, label, errors)
         if row is not None:

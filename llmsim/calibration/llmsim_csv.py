@@ -69,6 +69,8 @@ OPERATOR_HEADER = (
     "time_ms",
 )
 
+USER_SOURCE = "user"  # the ``source`` of rows read from a user's files
+
 
 def _rows(path: str | Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """Header and (line number, row) pairs, skipping comment and blank lines."""
@@ -130,7 +132,7 @@ def sniff(path: str | Path) -> str:
     )
 
 
-def read_operator_csv(path: str | Path, source: str = "user") -> pd.DataFrame:
+def read_operator_csv(path: str | Path, source: str = USER_SOURCE) -> pd.DataFrame:
     """Operator-level measurements as an operator table."""
     src = str(path)
     header, rows = _rows(path)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from llmsim.calibration.files import atomic_write_text
+from llmsim.atomic import atomic_copy, atomic_write_text
 from llmsim.config_io import parse_yaml, validate_data
 from llmsim.hardware import HardwareProfile, profiles_dir
 from llmsim.hardware_calibration import Calibration
@@ -111,8 +111,15 @@ def profile_text(datasheet: str, cal: Calibration, source: str = "<profile>") ->
 
 
 def write_profile(datasheet: str, cal: Calibration, out: Path) -> Path:
-    """Write a calibrated profile atomically; returns its path."""
+    """Write a calibrated profile atomically; returns its path. Its GEMM table, if any, is
+    copied next to it first (``<stem>.gemm.parquet``), so the profile never names a missing
+    file."""
+    if cal.gemm_table:
+        name = f"{out.stem}.gemm.parquet"
+        table = out.parent / name
+        if not table.exists() or not table.samefile(cal.gemm_table):
+            atomic_copy(Path(cal.gemm_table), table)
+        cal = cal.model_copy(update={"gemm_table": name})
     text = profile_text(datasheet, cal, str(out))
-    out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, text)
     return out

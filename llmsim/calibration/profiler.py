@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from llmsim.calibration.files import atomic_write_text
+from llmsim.atomic import atomic_write_text
 from llmsim.calibration.llmsim_csv import operator_csv_text
 from llmsim.errors import ConfigError
 from llmsim.models import ModelSpec, get_model

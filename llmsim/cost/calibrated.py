@@ -21,6 +21,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmsim.cost import gemm_table as T
 from llmsim.cost import kernels as K
 from llmsim.cost.base import BatchShape
 from llmsim.errors import ConfigError
@@ -100,6 +101,26 @@ class CalibratedCostModel:
         self._a_bytes = DTYPE_BYTES["bf16"]
         self._gemm_act = 1.0 if dtype == "fp8" else self._a_bytes  # fp8 GEMMs quantise inputs
         self._kv_bytes = model.kv_bytes_per_element
+        self._gemm_formula = T.formula_for(
+            self._gemm_th,
+            peak=self._peak,
+            bandwidth=self._bw,
+            weight_bytes=self._w_bytes,
+            act_bytes=self._gemm_act,
+            sms=self._sms,
+        )
+        self._gemm_table: T.GemmTable | None = None
+        if cal.gemm_table:
+            table_dtype = "fp8" if gemm is not None else "bf16"
+            self._gemm_table = T.measured(
+                cal.gemm_table,
+                table_dtype,
+                self._gemm_th,
+                hardware.peak_flops(table_dtype),
+                self._bw,
+                self._sms,
+            )
+        self._gemm_curves: dict[tuple[float, float], T.GemmCurve] = {}
         self._ew_th = K.theta(cal.elementwise, K.ELEMENTWISE)
         self._pa_th = K.theta(cal.prefill_attention, K.PREFILL_ATTENTION)
         self._da_th = K.theta(cal.decode_attention, K.DECODE_ATTENTION)
@@ -160,30 +181,26 @@ class CalibratedCostModel:
 
     # --- operators -------------------------------------------------------------------------
 
-    def _gemm(self, tokens: float, nk: tuple[float, float], copies: float = 1.0) -> float:
-        return float(
-            K.gemm_time(
-                self._gemm_th,
-                tokens,
-                nk[0],
-                nk[1],
-                peak=self._peak,
-                bandwidth=self._bw,
-                weight_bytes=self._w_bytes,
-                act_bytes=self._gemm_act,
-                weight_copies=copies,
-                sms=self._sms,
-            )
-        )
+    def _gemm(self, tokens: float, nk: tuple[float, float]) -> float:
+        if self._gemm_table is None:
+            return float(self._gemm_formula(tokens, nk[0], nk[1]))
+        curve = self._gemm_curves.get(nk)
+        if curve is None:
+            curve = self._gemm_table.curve(nk[0], nk[1], self._gemm_formula)
+            self._gemm_curves[nk] = curve
+        return curve(tokens)
 
     def _ew(self, nbytes: float, kind: int = NORM) -> float:
         return float(K.elementwise_time(self._ew_th, nbytes, bandwidth=self._bw, kind=kind))
 
     def _grouped(self, rows: float, nk: tuple[float, float], groups: float) -> float:
-        """Experts as one grouped GEMM: ``groups`` weights, ``rows / groups`` rows each."""
+        """Experts as one grouped GEMM: ``groups`` weights, ``rows / groups`` rows each, one
+        launch. Priced by the formula alone: a GEMM table measures dense GEMMs, whose times
+        include the launch and tail that a grouped kernel pays once."""
         per = max(rows / groups, 1.0)
         launch = self._gemm_th[6] * 1e-6
-        return groups * (self._gemm(per, nk) - launch) + launch
+        dense = float(self._gemm_formula(per, nk[0], nk[1]))
+        return groups * (dense - launch) + launch
 
     def _moe(self, tokens: int) -> float:
         m = self.model

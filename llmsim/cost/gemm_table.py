@@ -1,0 +1,210 @@
+"""Measured GEMM times that correct the fitted GEMM formula shape by shape.
+
+The formula of :func:`llmsim.cost.kernels.gemm_time` follows how efficiency grows with the
+shape, but not which kernel, tile shape and split-K the GEMM library picks for each shape, and
+those choices move single shapes by 10-20 %. A calibrated profile can therefore carry the GEMM
+measurements it was fitted on (``calibration.gemm_table``: a Parquet file next to the profile,
+columns ``dtype, m, n, k, time_ms``). For a weight of ``n x k`` the model then prices ``m`` rows
+as follows:
+
+* at every row count ``m_i`` in the table: the formula's time times the measured/formula ratio
+  of the nearest measured shapes: the inverse-distance weighted mean log ratio of the
+  ``NEIGHBOURS`` nearest rows in (log2 m, log2 n, log2 k), with a step in m counted
+  ``M_SCALE`` times as far as a step in n or k, so neighbours share the row count; a shape that
+  was measured itself gets exactly its own ratio;
+* those times made non-decreasing in ``m`` (isotonic regression of their logarithms: a dip
+  and the spike before it are averaged), so more rows never take less time;
+* between two table row counts: linear in ``m``;
+* beyond the largest row count: the formula scaled by the ratio there, never below the last
+  point; below the smallest: likewise, never above the first point. Predictions stay finite
+  and monotone where nothing was measured, and a model nobody profiled gets its shapes'
+  neighbours' corrections.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Callable
+from functools import lru_cache, partial
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import isotonic_regression
+from scipy.spatial import cKDTree
+
+from llmsim.cost import kernels as K
+from llmsim.errors import ConfigError
+
+M_SCALE = 3.0
+NEIGHBOURS = 4
+DISTANCE_FLOOR = 0.25  # log2 units added to each distance before inverting it
+COLUMNS = ("dtype", "m", "n", "k", "time_ms")
+
+# Seconds of the fitted formula for row counts ``m`` of an ``n x k`` weight (arrays or floats).
+Formula = Callable[[Any, Any, Any], Any]
+
+
+def _features(m: np.ndarray, n: np.ndarray, k: np.ndarray) -> np.ndarray:
+    return np.column_stack([M_SCALE * np.log2(m), np.log2(n), np.log2(k)])
+
+
+class GemmCurve:
+    """Time of an ``n x k`` GEMM as a function of its row count ``m`` (seconds)."""
+
+    __slots__ = ("_formula", "_hi", "_lo", "_m", "_t", "k", "n")
+
+    def __init__(self, n: float, k: float, m: np.ndarray, t: np.ndarray, formula: Formula):
+        self.n, self.k = float(n), float(k)
+        self._formula = formula
+        self._m = [float(x) for x in m]
+        self._t = [float(x) for x in np.exp(isotonic_regression(np.log(t)).x)]
+        f_lo, f_hi = (float(x) for x in self._form(np.array([m[0], m[-1]])))
+        self._lo = self._t[0] / f_lo
+        self._hi = self._t[-1] / f_hi
+
+    def _form(self, m: np.ndarray) -> np.ndarray:
+        out: np.ndarray = self._formula(m, np.full_like(m, self.n), np.full_like(m, self.k))
+        return out
+
+    def __call__(self, m: float) -> float:
+        ms, ts = self._m, self._t
+        if m >= ms[-1]:
+            return max(ts[-1], self._hi * float(self._form(np.array([m]))[0]))
+        if m <= ms[0]:
+            return min(ts[0], self._lo * float(self._form(np.array([m]))[0]))
+        i = bisect_right(ms, m)
+        m0, m1, t0, t1 = ms[i - 1], ms[i], ts[i - 1], ts[i]
+        return t0 + (t1 - t0) * (m - m0) / (m1 - m0)
+
+    def many(self, m: np.ndarray) -> np.ndarray:
+        """:meth:`__call__` for an array of row counts."""
+        ms, ts = np.asarray(self._m), np.asarray(self._t)
+        out = np.interp(m, ms, ts)
+        form = self._form(m.astype(float))
+        out = np.where(m > ms[-1], np.maximum(ts[-1], self._hi * form), out)
+        out = np.where(m < ms[0], np.minimum(ts[0], self._lo * form), out)
+        result: np.ndarray = out
+        return result
+
+
+def formula_for(
+    th: tuple[float, ...],
+    *,
+    peak: float,
+    bandwidth: float,
+    weight_bytes: float,
+    act_bytes: float,
+    sms: float,
+) -> Formula:
+    """The fitted GEMM formula with parameters ``th`` as a function of ``(m, n, k)``."""
+    return partial(
+        K.gemm_time,
+        th,
+        peak=peak,
+        bandwidth=bandwidth,
+        weight_bytes=weight_bytes,
+        act_bytes=act_bytes,
+        sms=sms,
+    )
+
+
+class GemmTable:
+    """Measured GEMMs of one data type (``m, n, k, time_s``) and the formula they correct.
+
+    ``formula`` is the one the measurements are compared with; :meth:`curve` may apply the
+    resulting corrections to another one (weights of a different width than measured).
+    """
+
+    def __init__(self, rows: pd.DataFrame, formula: Formula) -> None:
+        m, n, k = (rows[c].to_numpy(dtype=float) for c in ("m", "n", "k"))
+        measured = rows["time_s"].to_numpy(dtype=float)
+        self._formula = formula
+        self._log_ratio = np.log(measured / formula(m, n, k))
+        self._tree = cKDTree(_features(m, n, k))
+        self._m = np.unique(m)
+
+    def __len__(self) -> int:
+        return len(self._log_ratio)
+
+    def curve(self, n: float, k: float, formula: Formula | None = None) -> GemmCurve:
+        """The corrected time of an ``n x k`` weight, by row count."""
+        formula = formula or self._formula
+        m = self._m
+        nn, kk = np.full_like(m, float(n)), np.full_like(m, float(k))
+        count = min(NEIGHBOURS, len(self._log_ratio))
+        dist, idx = self._tree.query(_features(m, nn, kk), k=count)
+        dist, idx = dist.reshape(len(m), count), idx.reshape(len(m), count)
+        weight = 1.0 / (dist + DISTANCE_FLOOR)
+        ratio = (self._log_ratio[idx] * weight).sum(axis=1) / weight.sum(axis=1)
+        exact = dist[:, 0] < 1e-9
+        ratio = np.where(exact, self._log_ratio[idx[:, 0]], ratio)
+        return GemmCurve(n, k, m, formula(m, nn, kk) * np.exp(ratio), formula)
+
+    def predict(self, m: np.ndarray, n: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """Corrected seconds of many GEMMs (one curve per distinct weight shape)."""
+        rows = np.asarray(m, dtype=float)
+        shapes = np.column_stack([n, k]).astype(float)
+        unique, which = np.unique(shapes, axis=0, return_inverse=True)
+        out = np.empty(len(rows))
+        for i, (nv, kv) in enumerate(unique):
+            where = which.ravel() == i
+            out[where] = self.curve(float(nv), float(kv)).many(rows[where])
+        return out
+
+
+def to_table_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    """GEMM measurement records (``dtype, m, n, k, time_s``) in the table file's columns."""
+    out = rows.loc[:, ["dtype", "m", "n", "k"]].copy()
+    for c in ("m", "n", "k"):
+        out[c] = out[c].astype("int64")
+    out["time_ms"] = rows["time_s"].to_numpy(dtype=float) * 1e3
+    return out.sort_values(["dtype", "n", "k", "m"], kind="stable").reset_index(drop=True)
+
+
+@lru_cache(maxsize=16)
+def read_table(path: str) -> pd.DataFrame:
+    """A GEMM table file as records with ``time_s`` (cached by path)."""
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"cannot read the GEMM table ({exc}); expected a Parquet file with columns "
+            f"{', '.join(COLUMNS)}",
+            source=path,
+            field="calibration.gemm_table",
+        ) from None
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise ConfigError(
+            f"missing columns {', '.join(missing)}; expected {', '.join(COLUMNS)}",
+            source=path,
+            field="calibration.gemm_table",
+        )
+    frame = frame.assign(time_s=frame["time_ms"].to_numpy(dtype=float) * 1e-3)
+    bad = ~(frame[["m", "n", "k", "time_s"]].to_numpy(dtype=float) > 0).all(axis=1)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ConfigError(
+            f"row {row}: m, n, k and time_ms must be positive",
+            source=path,
+            field="calibration.gemm_table",
+        )
+    return frame
+
+
+@lru_cache(maxsize=32)
+def measured(
+    path: str, dtype: str, th: tuple[float, ...], peak: float, bandwidth: float, sms: float
+) -> GemmTable | None:
+    """The table of ``path``'s ``dtype`` rows against the formula with ``th`` (cached: every
+    replica of a cluster shares one), or None when the file has no rows of that type."""
+    rows = read_table(path)
+    rows = rows[rows["dtype"] == dtype]
+    if rows.empty:
+        return None
+    elem = 1.0 if dtype == "fp8" else 2.0
+    formula = formula_for(
+        th, peak=peak, bandwidth=bandwidth, weight_bytes=elem, act_bytes=elem, sms=sms
+    )
+    return GemmTable(rows, formula)
