@@ -65,12 +65,12 @@ def _fidelity_table(title: str, rows: list[tuple[str, FidelityRow]]) -> Table:
     return t
 
 
-def _gemm_table(hw: HardwareProfile, rows: pd.DataFrame) -> str:
+def _kernel_table(hw: HardwareProfile, rows: pd.DataFrame) -> str:
     """The user's GEMM rows as the profile's table, or (without any) the profile's own."""
     own = C.table_file(rows, USER_SOURCE) if len(rows) else ""
     if own:
         return own
-    return hw.calibration.gemm_table if hw.calibration is not None else ""
+    return hw.calibration.kernel_table if hw.calibration is not None else ""
 
 
 def _user_calibration(
@@ -91,7 +91,7 @@ def _user_calibration(
         engine=engine,
         date=date,
         points=len(rows),
-        gemm_table=_gemm_table(hw, rows),
+        kernel_table=_kernel_table(hw, rows),
     )
     if steps:
         table: pd.DataFrame = pd.concat([read_step_csv(p) for p in steps], ignore_index=True)

@@ -110,17 +110,17 @@ def with_files(profile: HardwareProfile, folder: Path, source: str) -> HardwareP
     """``profile`` with the files its calibration names (its GEMM table) made absolute against
     ``folder``, the profile's own folder; a ConfigError when such a file is missing."""
     cal = profile.calibration
-    if cal is None or not cal.gemm_table or Path(cal.gemm_table).is_absolute():
+    if cal is None or not cal.kernel_table or Path(cal.kernel_table).is_absolute():
         return profile
-    full = folder / cal.gemm_table
+    full = folder / cal.kernel_table
     if not full.is_file():
         raise ConfigError(
-            f"file '{cal.gemm_table}' not found next to the profile (re-run llmsim calibrate, "
+            f"file '{cal.kernel_table}' not found next to the profile (re-run llmsim calibrate, "
             "or delete the field to use the GEMM formula alone)",
             source=source,
-            field="calibration.gemm_table",
+            field="calibration.kernel_table",
         )
-    calibration = cal.model_copy(update={"gemm_table": str(full)})
+    calibration = cal.model_copy(update={"kernel_table": str(full)})
     return profile.model_copy(update={"calibration": calibration})
 
 

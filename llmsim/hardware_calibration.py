@@ -151,10 +151,11 @@ class Calibration(_Params):
     date: str = Field(description="calibration date, YYYY-MM-DD")
     points: int = Field(ge=0, description="measurements used in the fit")
     gemm: dict[GemmDType, GemmParams]
-    gemm_table: str = Field(
+    kernel_table: str = Field(
         default="",
-        description="Parquet file of measured GEMMs (next to the profile) that correct the "
-        "GEMM formula shape by shape (llmsim.cost.gemm_table); empty: the formula alone",
+        description="Parquet file next to the profile with the measured GEMM and attention "
+        "kernels that correct the formulas shape by shape (llmsim.cost.kernel_table); empty: "
+        "the formulas alone",
     )
     elementwise: ElementwiseParams
     prefill_attention: PrefillAttentionParams

@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Mapping
 from functools import cache
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
@@ -22,7 +23,8 @@ from llmsim.calibration import fit as F
 from llmsim.calibration import holdout as H
 from llmsim.calibration import steps as S
 from llmsim.calibration.shipped import SHIPPED, SPLITWISE_TABLE, load
-from llmsim.cost.gemm_table import to_table_frame
+from llmsim.cost.kernel_table import FAMILIES as TABLE_FAMILIES
+from llmsim.cost.kernel_table import to_table_frame
 from llmsim.errors import ConfigError
 from llmsim.hardware import HardwareProfile, get_hardware
 from llmsim.hardware_calibration import (
@@ -140,14 +142,22 @@ def fit_families(
     return out
 
 
+def table_rows(rows: pd.DataFrame, source: str, family: str | None = None) -> pd.DataFrame:
+    """The rows of ``source`` that a kernel table holds (of one ``family``, if given)."""
+    families = TABLE_FAMILIES if family is None else (family,)
+    keep = rows["family"].isin(families) & (rows["source"] == source)
+    return rows[keep.to_numpy() if source else np.zeros(len(rows), dtype=bool)]
+
+
 def table_file(rows: pd.DataFrame, source: str) -> str:
-    """The GEMM rows of ``source`` as a GEMM table file in a scratch folder (removed when the
-    process ends; :func:`llmsim.calibration.profile_yaml.write_profile` copies it next to the
-    profile); "" when ``source`` has no GEMM rows."""
-    sub = rows[(rows["family"] == "gemm") & (rows["source"] == source)]
+    """The GEMM and attention rows of ``source`` as a kernel table file in a scratch folder
+    (removed when the process ends;
+    :func:`llmsim.calibration.profile_yaml.write_profile` copies it next to the profile); ""
+    when ``source`` has no such rows."""
+    sub = table_rows(rows, source)
     if not source or sub.empty:
         return ""
-    fd, name = tempfile.mkstemp(suffix=".gemm.parquet", dir=_scratch().name)
+    fd, name = tempfile.mkstemp(suffix=".kernels.parquet", dir=_scratch().name)
     os.close(fd)
     to_table_frame(sub).to_parquet(name, index=False)
     return name
@@ -165,8 +175,9 @@ def holdout_errors(
     check: pd.DataFrame | None = None,
     table_source: str = "",
 ) -> list[FidelityRow]:
-    """Held-out error of every fitted family, and the error on the check-only tables; GEMMs
-    are corrected by ``table_source``'s rows, as the profile carrying that table is."""
+    """Held-out error of every fitted family, and the error on the check-only tables; GEMM
+    and attention predictions are corrected by ``table_source``'s rows, as the profile
+    carrying that kernel table corrects them."""
     out: list[FidelityRow] = []
     for dtype in ("bf16", "fp8"):
         sub = rows[(rows["family"] == "gemm") & (rows["dtype"] == dtype)]
@@ -175,14 +186,20 @@ def holdout_errors(
     for family in (*KERNEL_FAMILIES, "all_reduce"):
         sub = rows[rows["family"] == family]
         if len(sub):
-            out.extend(H.family_errors(family, sub, hw))
+            out.extend(H.family_errors(family, sub, hw, table_source))
     if check is not None:
         for family in ("prefill_attention", "decode_attention"):
             sub = check[check["family"] == family]
             if len(sub):
                 th = F.FAMILIES[family].names
                 params = families[family]
-                checked = H.check_errors(family, tuple(getattr(params, n) for n in th), sub, hw)
+                checked = H.check_errors(
+                    family,
+                    tuple(getattr(params, n) for n in th),
+                    sub,
+                    hw,
+                    table_rows(rows, table_source, family),
+                )
                 if checked is not None:
                     out.append(checked)
         sub = check[check["family"] == "all_reduce"]
@@ -209,7 +226,7 @@ def assemble(
     date: str,
     points: int,
     fidelity: tuple[FidelityRow, ...] = (),
-    gemm_table: str = "",
+    kernel_table: str = "",
 ) -> Calibration:
     gemm = {"bf16": families["gemm:bf16"]}
     if "gemm:fp8" in families:
@@ -221,7 +238,7 @@ def assemble(
             "date": date,
             "points": points,
             "gemm": gemm,
-            "gemm_table": gemm_table,
+            "kernel_table": kernel_table,
             "elementwise": families["elementwise"],
             "prefill_attention": families["prefill_attention"],
             "decode_attention": families["decode_attention"],
@@ -288,14 +305,14 @@ def calibrate_shipped(
     fidelity: list[FidelityRow] = []
     if holdout:
         check = load(spec.check) if spec.check else None
-        fidelity = holdout_errors(hw, rows, families, check, spec.gemm_table)
+        fidelity = holdout_errors(hw, rows, families, check, spec.kernel_table)
     cal = assemble(
         families,
         data=spec.data,
         engine=spec.engine,
         date=date or today(),
         points=len(rows),
-        gemm_table=table_file(rows, spec.gemm_table),
+        kernel_table=table_file(rows, spec.kernel_table),
     )
     if holdout:
         steps = SPLITWISE_TABLE.load()

@@ -19,6 +19,9 @@ from scipy.optimize import least_squares
 
 from llmsim.cost import gemm_table as T
 from llmsim.cost import kernels as K
+from llmsim.cost.attention_table import AttentionTable, family_formula
+from llmsim.cost.attention_table import Formula as AttentionFormula
+from llmsim.cost.kernel_table import FAMILIES as TABLE_FAMILIES
 from llmsim.hardware import HardwareProfile
 from llmsim.hardware_calibration import (
     AllReduceParams,
@@ -257,6 +260,43 @@ def predict(
 ) -> np.ndarray:
     """Predicted seconds for each row."""
     return FAMILIES[family].predict(th, rows, hw)
+
+
+def attention_formula(
+    family: str, th: Sequence[float], hw: HardwareProfile, heads: float, kv: float, hd: float
+) -> AttentionFormula:
+    """The fitted formula of an attention family for one head configuration, as a function
+    of sequences and length (bf16 KV cache, as the tables are measured)."""
+    return family_formula(
+        family,
+        tuple(th),
+        heads,
+        kv,
+        hd,
+        peak=hw.peak_flops("bf16"),
+        bandwidth=hw.memory_bandwidth,
+    )
+
+
+def predict_with_table(
+    family: str,
+    th: Sequence[float],
+    table: pd.DataFrame,
+    rows: pd.DataFrame,
+    hw: HardwareProfile,
+) -> np.ndarray:
+    """Seconds for ``rows`` as a profile with parameters ``th`` and the kernel table ``table``
+    (measurements of ``family``, possibly none) predicts them."""
+    if table.empty or family not in TABLE_FAMILIES:
+        return predict(family, th, rows, hw)
+    if family == "gemm":
+        return gemm_table(th, table, hw).predict(*(_col(rows, c) for c in ("m", "n", "k")))
+    measured = AttentionTable(table, predict(family, th, table, hw))
+    correction = measured.correction(
+        rows, lambda h, kv, d: attention_formula(family, th, hw, h, kv, d)
+    )
+    out: np.ndarray = predict(family, th, rows, hw) * correction
+    return out
 
 
 def gemm_table(th: Sequence[float], rows: pd.DataFrame, hw: HardwareProfile) -> T.GemmTable:

@@ -12,9 +12,10 @@ Splits:
 * another source, for tables used only as a check (Vidur's A100 attention table): predicted by
   the fit on the other tables.
 
-GEMM predictions are made as the calibrated profile makes them: the formula fitted on the
-training rows, corrected by the training rows of the profile's GEMM-table source
-(:mod:`llmsim.cost.gemm_table`); rows of another source are labelled with that table's source.
+GEMM and attention predictions are made as the calibrated profile makes them: the formula
+fitted on the training rows, corrected by the training rows of the profile's kernel-table source
+(:mod:`llmsim.cost.kernel_table`); rows of another source are labelled with that table's
+source.
 
 Errors are absolute percentage errors, |predicted / measured - 1| x 100, summarised by median
 and 90th percentile.
@@ -28,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from llmsim.calibration import fit as F
+from llmsim.cost.kernel_table import FAMILIES as TABLE_FAMILIES
 from llmsim.hardware import HardwareProfile
 from llmsim.hardware_calibration import FidelityRow
 
@@ -72,18 +74,13 @@ def fit_and_predict(
     hw: HardwareProfile,
     table_source: str = "",
 ) -> np.ndarray:
-    """Seconds predicted for ``test`` by a fit on ``train``; GEMMs with ``table_source``:
-    corrected by that source's training rows as a GEMM table (:mod:`llmsim.cost.gemm_table`)."""
+    """Seconds predicted for ``test`` by a fit on ``train``; with ``table_source``, as a
+    profile whose kernel table holds that source's training rows predicts them."""
     if family == "all_reduce":
         fits = F.fit_all_reduce(train, hw)
         return F.predict_all_reduce_rows(fits, test, hw)
     th = F.fit_family(family, train, hw)
-    table = train[train["source"] == table_source] if family == "gemm" else train.iloc[0:0]
-    if table_source and len(table):
-        return F.gemm_table(th, table, hw).predict(
-            *(test[c].to_numpy(dtype=float) for c in ("m", "n", "k"))
-        )
-    return F.predict(family, th, test, hw)
+    return F.predict_with_table(family, th, train[train["source"] == table_source], test, hw)
 
 
 def model_splits(rows: pd.DataFrame, source: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -121,8 +118,8 @@ def family_errors(
         else:
             splits = shape_splits(rows, source, family)
             label = f"1 in {HOLDOUT_EVERY} shapes"
-        if family == "gemm" and table_source and source != table_source:
-            label += f", {table_source} GEMM table"
+        if family in TABLE_FAMILIES and table_source and source != table_source:
+            label += f", {table_source} kernel table"
         errors = []
         for train, test in splits:
             if not test.any() or not train.any():
@@ -141,10 +138,16 @@ def family_errors(
 
 
 def check_errors(
-    family: str, th: Sequence[float], rows: pd.DataFrame, hw: HardwareProfile
+    family: str,
+    th: Sequence[float],
+    rows: pd.DataFrame,
+    hw: HardwareProfile,
+    table: pd.DataFrame | None = None,
 ) -> FidelityRow | None:
-    """Error on a table that was not fitted at all."""
-    pred = F.predict(family, th, rows, hw)
+    """Error on a table that was not fitted at all (predicted as a profile with the kernel
+    table ``table`` predicts it)."""
+    table = rows.iloc[0:0] if table is None else table
+    pred = F.predict_with_table(family, th, table, rows, hw)
     source = str(rows["source"].iloc[0]) if len(rows) else ""
     return summary(
         family,

@@ -112,14 +112,14 @@ def profile_text(datasheet: str, cal: Calibration, source: str = "<profile>") ->
 
 def write_profile(datasheet: str, cal: Calibration, out: Path) -> Path:
     """Write a calibrated profile atomically; returns its path. Its GEMM table, if any, is
-    copied next to it first (``<stem>.gemm.parquet``), so the profile never names a missing
+    copied next to it first (``<stem>.kernels.parquet``), so the profile never names a missing
     file."""
-    if cal.gemm_table:
-        name = f"{out.stem}.gemm.parquet"
+    if cal.kernel_table:
+        name = f"{out.stem}.kernels.parquet"
         table = out.parent / name
-        if not table.exists() or not table.samefile(cal.gemm_table):
-            atomic_copy(Path(cal.gemm_table), table)
-        cal = cal.model_copy(update={"gemm_table": name})
+        if not table.exists() or not table.samefile(cal.kernel_table):
+            atomic_copy(Path(cal.kernel_table), table)
+        cal = cal.model_copy(update={"kernel_table": name})
     text = profile_text(datasheet, cal, str(out))
     atomic_write_text(out, text)
     return out

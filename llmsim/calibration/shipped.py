@@ -46,7 +46,7 @@ class GpuData:
     transfers: dict[str, str] = field(default_factory=dict)  # family -> donor GPU
     data: str = ""
     engine: str = ""
-    gemm_table: str = ""  # source whose GEMM rows the profile carries as its GEMM table
+    kernel_table: str = ""  # source whose GEMM rows the profile carries as its GEMM table
 
 
 def _vidur_mlp(gpu: str) -> Table:
@@ -86,7 +86,7 @@ SHIPPED: dict[str, GpuData] = {
         data=f"{VIDUR} (a100 mlp, a100 cpu_overheads); {AIC} (a100_sxm gemm, attention, nccl)",
         engine="vLLM 0.14.0 kernels, NCCL 2.27.3 (aiconfigurator); Vidur's vLLM-based "
         "profiler (2024)",
-        gemm_table="aiconfigurator",
+        kernel_table="aiconfigurator",
     ),
     "H100-SXM": GpuData(
         fit=(
@@ -98,21 +98,21 @@ SHIPPED: dict[str, GpuData] = {
         data=f"{VIDUR} (h100 mlp); {AIC} (h100_sxm gemm, attention, nccl)",
         engine="vLLM 0.19.0 kernels, NCCL 2.29.2 (aiconfigurator); Vidur's vLLM-based "
         "profiler (2024)",
-        gemm_table="aiconfigurator",
+        kernel_table="aiconfigurator",
     ),
     "H200": GpuData(
         fit=_aic("h200_sxm", context=False),
         transfers={"prefill_attention": "H100-SXM", "elementwise": "H100-SXM", "host": "A100-80GB"},
         data=f"{AIC} (h200_sxm gemm, generation attention, nccl)",
         engine="vLLM 0.19.0 kernels, NCCL 2.29.2 (aiconfigurator)",
-        gemm_table="aiconfigurator",
+        kernel_table="aiconfigurator",
     ),
     "B200": GpuData(
         fit=_aic("b200_sxm"),
         transfers={"elementwise": "H100-SXM", "host": "A100-80GB"},
         data=f"{AIC} (b200_sxm gemm, attention, nccl)",
         engine="vLLM 0.19.0 kernels, NCCL 2.29.2 (aiconfigurator)",
-        gemm_table="aiconfigurator",
+        kernel_table="aiconfigurator",
     ),
     "A40": GpuData(
         fit=(
@@ -122,7 +122,7 @@ SHIPPED: dict[str, GpuData] = {
         transfers={"prefill_attention": "A100-80GB", "decode_attention": "A100-80GB"},
         data=f"{VIDUR} (a40 mlp, a40 cpu_overheads)",
         engine="Vidur's vLLM-based profiler (2024)",
-        gemm_table="vidur",
+        kernel_table="vidur",
     ),
 }
 

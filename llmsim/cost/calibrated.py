@@ -21,6 +21,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmsim.cost import attention_table as A
 from llmsim.cost import gemm_table as T
 from llmsim.cost import kernels as K
 from llmsim.cost.base import BatchShape
@@ -110,10 +111,10 @@ class CalibratedCostModel:
             sms=self._sms,
         )
         self._gemm_table: T.GemmTable | None = None
-        if cal.gemm_table:
+        if cal.kernel_table:
             table_dtype = "fp8" if gemm is not None else "bf16"
             self._gemm_table = T.measured(
-                cal.gemm_table,
+                cal.kernel_table,
                 table_dtype,
                 self._gemm_th,
                 hardware.peak_flops(table_dtype),
@@ -138,6 +139,9 @@ class CalibratedCostModel:
             else (link.latency_us, link.bandwidth_gbps * DATASHEET_LINK_EFFICIENCY)
         )
         self._structure()
+        self._prefill_surface = self._surface(cal, "prefill_attention", self._pa_th)
+        self._decode_surface = self._surface(cal, "decode_attention", self._da_th)
+        self._decode_rows: dict[int, A.SurfaceRow] = {}
         self._linear_cache: dict[int, float] = {}
         self._decode_cache: dict[int, tuple[float, float]] = {}
 
@@ -252,8 +256,49 @@ class CalibratedCostModel:
         self._linear_cache[tokens] = total
         return total
 
+    def _surface(self, cal: Calibration, family: str, th: tuple[float, ...]) -> A.Surface | None:
+        """The measured surface of an attention family for this model's heads per GPU, or
+        None (no kernel table, no rows of the family, or MLA attention, which the tables do
+        not measure)."""
+        if not cal.kernel_table or self.model.mla is not None:
+            return None
+        table = A.measured(cal.kernel_table, family, th, self._peak16, self._bw)
+        if table is None:
+            return None
+        formula = A.family_formula(
+            family,
+            th,
+            self._heads,
+            self._kv_heads,
+            self._head_dim,
+            peak=self._peak16,
+            bandwidth=self._bw,
+            kv_bytes=self._kv_bytes,
+        )
+        return table.surface(self._heads, self._kv_heads, self._head_dim, formula)
+
+    def _decode_attention(self, seqs: int, context: float) -> float:
+        """Decode attention of every layer: ``seqs`` sequences, ``context`` tokens in all."""
+        if self._decode_surface is None:
+            return self._layers * float(
+                K.decode_attention_time(
+                    self._da_th,
+                    float(seqs),
+                    float(context),
+                    self._heads,
+                    self._kv_heads,
+                    self._head_dim,
+                    bandwidth=self._bw,
+                    kv_bytes=self._kv_bytes,
+                )
+            )
+        row = self._decode_rows.get(seqs)
+        if row is None:
+            row = self._decode_rows[seqs] = self._decode_surface.row(float(seqs))
+        return self._layers * row(context / seqs)
+
     def _prefill_attention(self, shape: BatchShape) -> float:
-        return self._layers * float(
+        t = self._layers * float(
             K.prefill_attention_time(
                 self._pa_th,
                 float(shape.prefill_tokens),
@@ -268,18 +313,30 @@ class CalibratedCostModel:
                 elem_bytes=self._kv_bytes,
             )
         )
+        surface = self._prefill_surface
+        if surface is None:
+            return t
+        # The measured correction of the uniform batch with these sequences and tokens.
+        seqs = float(shape.prefill_seqs)
+        length = shape.prefill_tokens / seqs
+        return t * surface(seqs, length) / float(surface.formula(seqs, length))
 
     def _decode_terms(self, seqs: int) -> tuple[float, float]:
-        """(seconds independent of context, seconds per cached token) of a decode step."""
+        """(seconds independent of context, seconds per cached token) of a decode step; with
+        a measured decode-attention surface, attention is left out of both."""
         cached = self._decode_cache.get(seqs)
         if cached is None:
             s = float(seqs)
             base = (
                 self._linear_layers(seqs)
                 + self._gemm(s, self._lm_head)
-                + self._layers * K.decode_attention_base(self._da_th, s, self._kv_heads)
                 + K.host_time(self._host_th, s, float(self.tp))
             )
+            if self._decode_surface is not None:
+                cached = (float(base), 0.0)
+                self._decode_cache[seqs] = cached
+                return cached
+            base += self._layers * K.decode_attention_base(self._da_th, s, self._kv_heads)
             slope = self._layers * K.decode_attention_slope(
                 self._da_th,
                 s,
@@ -301,21 +358,13 @@ class CalibratedCostModel:
             return self.decode_step_time(shape.decode_seqs, shape.decode_context)
         t = self._linear_layers(shape.tokens) + self._prefill_attention(shape)
         if shape.decode_seqs:
-            s = float(shape.decode_seqs)
-            t += self._layers * K.decode_attention_time(
-                self._da_th,
-                s,
-                float(shape.decode_context),
-                self._heads,
-                self._kv_heads,
-                self._head_dim,
-                bandwidth=self._bw,
-                kv_bytes=self._kv_bytes,
-            )
+            t += self._decode_attention(shape.decode_seqs, shape.decode_context)
         if shape.sampled_seqs:
             t += self._gemm(float(shape.sampled_seqs), self._lm_head)
         return t + float(K.host_time(self._host_th, float(shape.seqs), float(self.tp)))
 
     def decode_step_time(self, seqs: int, context: int) -> float:
         base, slope = self._decode_terms(seqs)
-        return base + slope * context
+        if self._decode_surface is None:
+            return base + slope * context
+        return base + self._decode_attention(seqs, context)

@@ -3,15 +3,13 @@
 The formula of :func:`llmsim.cost.kernels.gemm_time` follows how efficiency grows with the
 shape, but not which kernel, tile shape and split-K the GEMM library picks for each shape, and
 those choices move single shapes by 10-20 %. A calibrated profile can therefore carry the GEMM
-measurements it was fitted on (``calibration.gemm_table``: a Parquet file next to the profile,
-columns ``dtype, m, n, k, time_ms``). For a weight of ``n x k`` the model then prices ``m`` rows
-as follows:
+measurements it was fitted on (:mod:`llmsim.cost.kernel_table`). For a weight of ``n x k`` the
+model then prices ``m`` rows as follows:
 
 * at every row count ``m_i`` in the table: the formula's time times the measured/formula ratio
-  of the nearest measured shapes: the inverse-distance weighted mean log ratio of the
-  ``NEIGHBOURS`` nearest rows in (log2 m, log2 n, log2 k), with a step in m counted
-  ``M_SCALE`` times as far as a step in n or k, so neighbours share the row count; a shape that
-  was measured itself gets exactly its own ratio;
+  of the nearest measured shapes (:class:`~llmsim.cost.kernel_table.Neighbours` in log2 m, n
+  and k, a step in m counted ``M_SCALE`` times as far as a step in n or k, so neighbours share
+  the row count); a shape that was measured itself gets exactly its own ratio;
 * those times made non-decreasing in ``m`` (isotonic regression of their logarithms: a dip
   and the spike before it are averaged), so more rows never take less time;
 * between two table row counts: linear in ``m``;
@@ -31,15 +29,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.optimize import isotonic_regression
-from scipy.spatial import cKDTree
 
 from llmsim.cost import kernels as K
-from llmsim.errors import ConfigError
+from llmsim.cost.kernel_table import Neighbours, read_kernel_table
 
 M_SCALE = 3.0
-NEIGHBOURS = 4
-DISTANCE_FLOOR = 0.25  # log2 units added to each distance before inverting it
-COLUMNS = ("dtype", "m", "n", "k", "time_ms")
 
 # Seconds of the fitted formula for row counts ``m`` of an ``n x k`` weight (arrays or floats).
 Formula = Callable[[Any, Any, Any], Any]
@@ -120,25 +114,18 @@ class GemmTable:
         m, n, k = (rows[c].to_numpy(dtype=float) for c in ("m", "n", "k"))
         measured = rows["time_s"].to_numpy(dtype=float)
         self._formula = formula
-        self._log_ratio = np.log(measured / formula(m, n, k))
-        self._tree = cKDTree(_features(m, n, k))
+        self._ratios = Neighbours(_features(m, n, k), np.log(measured / formula(m, n, k)))
         self._m = np.unique(m)
 
     def __len__(self) -> int:
-        return len(self._log_ratio)
+        return len(self._ratios)
 
     def curve(self, n: float, k: float, formula: Formula | None = None) -> GemmCurve:
         """The corrected time of an ``n x k`` weight, by row count."""
         formula = formula or self._formula
         m = self._m
         nn, kk = np.full_like(m, float(n)), np.full_like(m, float(k))
-        count = min(NEIGHBOURS, len(self._log_ratio))
-        dist, idx = self._tree.query(_features(m, nn, kk), k=count)
-        dist, idx = dist.reshape(len(m), count), idx.reshape(len(m), count)
-        weight = 1.0 / (dist + DISTANCE_FLOOR)
-        ratio = (self._log_ratio[idx] * weight).sum(axis=1) / weight.sum(axis=1)
-        exact = dist[:, 0] < 1e-9
-        ratio = np.where(exact, self._log_ratio[idx[:, 0]], ratio)
+        ratio = self._ratios.at(_features(m, nn, kk))
         return GemmCurve(n, k, m, formula(m, nn, kk) * np.exp(ratio), formula)
 
     def predict(self, m: np.ndarray, n: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -153,54 +140,14 @@ class GemmTable:
         return out
 
 
-def to_table_frame(rows: pd.DataFrame) -> pd.DataFrame:
-    """GEMM measurement records (``dtype, m, n, k, time_s``) in the table file's columns."""
-    out = rows.loc[:, ["dtype", "m", "n", "k"]].copy()
-    for c in ("m", "n", "k"):
-        out[c] = out[c].astype("int64")
-    out["time_ms"] = rows["time_s"].to_numpy(dtype=float) * 1e3
-    return out.sort_values(["dtype", "n", "k", "m"], kind="stable").reset_index(drop=True)
-
-
-@lru_cache(maxsize=16)
-def read_table(path: str) -> pd.DataFrame:
-    """A GEMM table file as records with ``time_s`` (cached by path)."""
-    try:
-        frame = pd.read_parquet(path)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"cannot read the GEMM table ({exc}); expected a Parquet file with columns "
-            f"{', '.join(COLUMNS)}",
-            source=path,
-            field="calibration.gemm_table",
-        ) from None
-    missing = [c for c in COLUMNS if c not in frame.columns]
-    if missing:
-        raise ConfigError(
-            f"missing columns {', '.join(missing)}; expected {', '.join(COLUMNS)}",
-            source=path,
-            field="calibration.gemm_table",
-        )
-    frame = frame.assign(time_s=frame["time_ms"].to_numpy(dtype=float) * 1e-3)
-    bad = ~(frame[["m", "n", "k", "time_s"]].to_numpy(dtype=float) > 0).all(axis=1)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise ConfigError(
-            f"row {row}: m, n, k and time_ms must be positive",
-            source=path,
-            field="calibration.gemm_table",
-        )
-    return frame
-
-
 @lru_cache(maxsize=32)
 def measured(
     path: str, dtype: str, th: tuple[float, ...], peak: float, bandwidth: float, sms: float
 ) -> GemmTable | None:
     """The table of ``path``'s ``dtype`` rows against the formula with ``th`` (cached: every
     replica of a cluster shares one), or None when the file has no rows of that type."""
-    rows = read_table(path)
-    rows = rows[rows["dtype"] == dtype]
+    rows = read_kernel_table(path)
+    rows = rows[(rows["family"] == "gemm") & (rows["dtype"] == dtype)]
     if rows.empty:
         return None
     elem = 1.0 if dtype == "fp8" else 2.0

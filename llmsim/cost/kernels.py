@@ -163,6 +163,35 @@ def prefill_attention_time(
     return out
 
 
+def prefill_attention_uniform(
+    th: Sequence[float],
+    seqs: Num,
+    length: Num,
+    heads: Num,
+    kv_heads: Num,
+    head_dim: Num,
+    *,
+    peak: float,
+    bandwidth: float,
+    elem_bytes: float = 2.0,
+) -> Num:
+    """:func:`prefill_attention_time` of ``seqs`` fresh prompts of ``length`` tokens each."""
+    tokens = seqs * length
+    return prefill_attention_time(
+        th,
+        tokens,
+        seqs,
+        tokens * (length + 1.0) / 2.0,
+        tokens,
+        heads,
+        kv_heads,
+        head_dim,
+        peak=peak,
+        bandwidth=bandwidth,
+        elem_bytes=elem_bytes,
+    )
+
+
 def decode_attention_time(
     th: Sequence[float],
     seqs: Num,
