@@ -7,7 +7,10 @@ tests compare the engine with, ``tests/reference.py``) on the first ``--baseline
 the same stream, and llmsim on that same prefix, so the speed-up is a ratio measured on one
 machine at one time.
 
-    python benchmarks/throughput.py [--requests N] [--rate R] [--baseline M]
+    python benchmarks/throughput.py [--requests N] [--rate R] [--baseline M] [--cost KIND]
+
+``--cost calibrated`` prices steps with the H100 profile's fitted kernels and measured kernel
+tables instead of the roofline.
 """
 
 from __future__ import annotations
@@ -56,9 +59,14 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=100_000)
     ap.add_argument("--rate", type=float, default=5.6, help="req/s; saturation is about 7")
     ap.add_argument("--baseline", type=int, default=5_000, help="requests for the baseline")
+    ap.add_argument("--cost", choices=("roofline", "calibrated"), default="roofline")
     args = ap.parse_args()
     scenario = llmsim.load_scenario(ROOT / "scenarios" / "quickstart.yaml").with_overrides(
-        {"workload.arrival.rate": args.rate, "workload.num_requests": args.requests}
+        {
+            "workload.arrival.rate": args.rate,
+            "workload.num_requests": args.requests,
+            "engine.cost": {"kind": args.cost},
+        }
     )
     # The baseline first, in a fresh process state, on the head of the same stream.
     st = llmsim.Simulation(scenario).stream
@@ -76,7 +84,8 @@ def main() -> None:
     mean_batch = result.summary["mean_batch_size"]
     s = result.summary
     print(
-        f"scenario: {scenario.model} on {scenario.hardware}, {args.requests:,} requests "
+        f"scenario: {scenario.model} on {scenario.hardware} ({args.cost}), "
+        f"{args.requests:,} requests "
         f"at {args.rate} req/s (served {s['request_throughput']:.2f} req/s, "
         f"mean batch {mean_batch:.0f}, {steps:,} steps)"
     )

@@ -87,40 +87,50 @@ def _features(b: Any, length: Any, heads: Any, kv_heads: Any, head_dim: Any) -> 
     return np.column_stack(cols)
 
 
-def _locate(grid: list[float], x: float) -> tuple[int, float]:
-    """Index ``i`` and weight ``w`` with ``x = (1 - w) grid[i] + w grid[i + 1]`` (clamped)."""
-    if len(grid) == 1 or x <= grid[0]:
-        return 0, 0.0
-    if x >= grid[-1]:
-        return len(grid) - 2, 1.0
-    i = bisect_right(grid, x) - 1
-    return i, (x - grid[i]) / (grid[i + 1] - grid[i])
-
-
 class SurfaceRow:
-    """A :class:`Surface` at one batch size: time as a function of the length alone."""
+    """A :class:`Surface` at one batch size: time as a function of the length alone (the
+    decode hot path: one call per simulated step)."""
 
-    __slots__ = ("_b", "_b0", "_bc", "_formula", "_hi", "_l", "_lo", "_lt")
+    __slots__ = (
+        "_b",
+        "_b0",
+        "_bc",
+        "_formula",
+        "_hi",
+        "_inside",
+        "_l",
+        "_last",
+        "_lo",
+        "_lt",
+        "_slope",
+    )
 
     def __init__(self, surface: Surface, b: float) -> None:
-        self._bc = min(max(b, surface.b_range[0]), surface.b_range[1])
-        self._b = max(b, surface.b_range[0])
         self._b0 = surface.b_range[0]
-        self._l = surface.log_l
+        self._b = max(b, self._b0)
+        self._bc = min(self._b, surface.b_range[1])
         self._lo, self._hi = surface.l_range
-        self._lt = surface.log_times_at(self._bc)
+        grid, lt = surface.log_l, surface.log_times_at(self._bc)
+        if len(grid) == 1:  # one measured length: flat between it and itself
+            grid, lt = [grid[0], grid[0] + 1.0], [lt[0], lt[0]]
+        self._l, self._lt = grid, lt
+        self._slope = [(lt[i + 1] - lt[i]) / (grid[i + 1] - grid[i]) for i in range(len(lt) - 1)]
+        self._last = len(grid) - 2
+        self._inside = self._b == self._bc
         self._formula = surface.formula
 
+    def _log_time(self, length: float) -> float:
+        x = math.log(length)
+        i = min(bisect_right(self._l, x) - 1, self._last)
+        return self._lt[i] + self._slope[i] * (x - self._l[i])
+
     def __call__(self, length: float) -> float:
+        if self._inside and self._lo <= length <= self._hi:
+            return math.exp(self._log_time(length))
         lc = min(max(length, self._lo), self._hi)
-        grid, lt = self._l, self._lt
-        if len(grid) == 1:
-            t = math.exp(lt[0])
-        else:
-            i, w = _locate(grid, math.log(lc))
-            t = math.exp(lt[i] + w * (lt[i + 1] - lt[i]))
+        t = math.exp(self._log_time(lc))
         f = self._formula
-        if length > lc or self._b > self._bc:
+        if length > lc or not self._inside:
             t *= float(f(self._b, max(length, lc))) / float(f(self._bc, lc))
         if length < lc:
             t *= float(f(self._b0, length)) / float(f(self._b0, lc))
@@ -149,12 +159,15 @@ class Surface:
         )
 
     def log_times_at(self, b: float) -> list[float]:
-        """Log times over the length grid at batch ``b`` (inside the batch range)."""
-        i, w = _locate(self.log_b, math.log(b))
+        """Log times over the length grid at batch ``b`` (inside the batch range): linear in
+        log b between the two nearest measured batch sizes."""
         lt = self._log_t
         if len(self.log_b) == 1:
             return [float(x) for x in lt[0]]
-        return [float(x) for x in (1.0 - w) * lt[i] + w * lt[i + 1]]
+        x = math.log(b)
+        i = min(max(bisect_right(self.log_b, x) - 1, 0), len(self.log_b) - 2)
+        w = (x - self.log_b[i]) / (self.log_b[i + 1] - self.log_b[i])
+        return [float(v) for v in (1.0 - w) * lt[i] + w * lt[i + 1]]
 
     def row(self, b: float) -> SurfaceRow:
         return SurfaceRow(self, b)

@@ -142,6 +142,7 @@ class CalibratedCostModel:
         self._prefill_surface = self._surface(cal, "prefill_attention", self._pa_th)
         self._decode_surface = self._surface(cal, "decode_attention", self._da_th)
         self._decode_rows: dict[int, A.SurfaceRow] = {}
+        self._prefill_rows: dict[int, A.SurfaceRow] = {}
         self._linear_cache: dict[int, float] = {}
         self._decode_cache: dict[int, tuple[float, float]] = {}
 
@@ -317,9 +318,12 @@ class CalibratedCostModel:
         if surface is None:
             return t
         # The measured correction of the uniform batch with these sequences and tokens.
-        seqs = float(shape.prefill_seqs)
+        seqs = shape.prefill_seqs
+        row = self._prefill_rows.get(seqs)
+        if row is None:
+            row = self._prefill_rows[seqs] = surface.row(float(seqs))
         length = shape.prefill_tokens / seqs
-        return t * surface(seqs, length) / float(surface.formula(seqs, length))
+        return t * row(length) / float(surface.formula(float(seqs), length))
 
     def _decode_terms(self, seqs: int) -> tuple[float, float]:
         """(seconds independent of context, seconds per cached token) of a decode step; with

@@ -63,11 +63,13 @@ class GemmCurve:
 
     def __call__(self, m: float) -> float:
         ms, ts = self._m, self._t
-        if m >= ms[-1]:
+        if m > ms[-1]:
             return max(ts[-1], self._hi * float(self._form(np.array([m]))[0]))
-        if m <= ms[0]:
+        if m < ms[0]:
             return min(ts[0], self._lo * float(self._form(np.array([m]))[0]))
-        i = bisect_right(ms, m)
+        i = min(bisect_right(ms, m), len(ms) - 1)
+        if i == 0:  # one measured row count
+            return ts[0]
         m0, m1, t0, t1 = ms[i - 1], ms[i], ts[i - 1], ts[i]
         return t0 + (t1 - t0) * (m - m0) / (m1 - m0)
 

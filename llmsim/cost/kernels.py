@@ -12,6 +12,7 @@ monotone beyond the measured range.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -83,6 +84,11 @@ def wave_padded(m: Num, n: Num, sms: float) -> Num:
     """Output elements a GEMM effectively computes on ``sms`` multiprocessors: the ``m x n``
     output in tiles of ``GEMM_TILES``, in whole waves of ``sms`` tiles (the last wave is
     partly idle), for the tile shape that wastes least. Non-decreasing in ``m`` and ``n``."""
+    if isinstance(m, (int, float)) and isinstance(n, (int, float)):  # one GEMM: no numpy
+        return min(
+            math.ceil(math.ceil(m / tm) * math.ceil(n / tn) / sms) * sms * tm * tn
+            for tm, tn in GEMM_TILES
+        )
     best: Num = None
     for tm, tn in GEMM_TILES:
         tiles = np.ceil(m / tm) * np.ceil(n / tn)
