@@ -148,7 +148,7 @@ def test_cli_calibrate_from_user_csv(tmp_path: Path) -> None:
     assert "ops.csv" in hw.calibration.data
     # The measured GEMMs travel with the profile, next to it, and are named relative to it.
     assert (tmp_path / "l4.kernels.parquet").is_file()
-    assert "kernel_table: \"l4.kernels.parquet\"" in (tmp_path / "l4.yaml").read_text()
+    assert 'kernel_table: "l4.kernels.parquet"' in (tmp_path / "l4.yaml").read_text()
     assert hw.calibration.kernel_table == str(tmp_path / "l4.kernels.parquet")
     assert hw.calibration.host.source.startswith("fitted on 3 measured steps")
     cm = CalibratedConfig().build(get_model("Llama-3.1-8B"), hw, 1)
