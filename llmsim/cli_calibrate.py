@@ -83,7 +83,7 @@ def _user_calibration(
         (ops if kind == "operators" else steps).append(path)
     rows = concat([read_operator_csv(p) for p in ops])
     families = C.fit_families(hw, rows, base=hw.calibration)
-    fidelity = C.holdout_errors(hw, rows, families, table_source=USER_SOURCE) if len(rows) else []
+    fidelity = C.holdout_errors(hw, rows, families, preferred=USER_SOURCE) if len(rows) else []
     names = ", ".join(p.name for p in data)
     cal = C.assemble(
         families,

@@ -17,7 +17,7 @@ from llmsim.cli import app
 from llmsim.cost import CalibratedConfig
 from llmsim.cost.attention_table import AttentionTable, Surface
 from llmsim.cost.gemm_table import GemmTable
-from llmsim.cost.kernel_table import read_kernel_table
+from llmsim.cost.kernel_table import COLUMNS, Curve, read_kernel_table
 from llmsim.errors import ConfigError
 from llmsim.hardware import get_hardware, profiles_dir
 from llmsim.models import get_model
@@ -142,30 +142,28 @@ def test_missing_table_is_a_one_line_error(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
+def _table_row(family: str, **values: object) -> pd.DataFrame:
+    row: dict[str, list[object]] = {c: [np.nan] for c in COLUMNS}
+    row.update(family=[family], dtype=["bf16"], op=[""], time_ms=[0.1])
+    row.update({k: [v] for k, v in values.items()})
+    return pd.DataFrame(row)
+
+
 def test_table_without_its_columns_is_rejected(tmp_path: Path) -> None:
     bad = tmp_path / "bad.parquet"
     pd.DataFrame({"family": ["gemm"], "m": [1], "n": [2], "k": [3], "ms": [0.1]}).to_parquet(bad)
-    with pytest.raises(ConfigError, match=r"missing columns dtype, batch, .*time_ms"):
+    with pytest.raises(ConfigError, match=r"missing columns dtype, op, batch, .*time_ms"):
         read_kernel_table(str(bad))
-    row = {c: [np.nan] for c in ("batch", "seq_len", "heads", "kv_heads", "head_dim")}
     neg = tmp_path / "neg.parquet"
-    pd.DataFrame(
-        {
-            "family": ["gemm"],
-            "dtype": ["bf16"],
-            "m": [1],
-            "n": [2],
-            "k": [3],
-            **row,
-            "time_ms": [-0.1],
-        }
-    ).to_parquet(neg)
+    _table_row("gemm", m=1, n=2, k=3, time_ms=-0.1).to_parquet(neg)
     with pytest.raises(ConfigError, match=r"row 0 \(gemm\): m, n, k, time_ms must be positive"):
         read_kernel_table(str(neg))
+    ar = tmp_path / "ar.parquet"
+    _table_row("all_reduce", nbytes=1024).to_parquet(ar)  # no GPU count
+    with pytest.raises(ConfigError, match=r"row 0 \(all_reduce\): nbytes, gpus, time_ms must"):
+        read_kernel_table(str(ar))
     other = tmp_path / "other.parquet"
-    pd.DataFrame(
-        {"family": ["conv"], "dtype": ["bf16"], "m": [1], "n": [2], "k": [3], **row, "time_ms": [1]}
-    ).to_parquet(other)
+    _table_row("conv", m=1, n=2, k=3).to_parquet(other)
     with pytest.raises(ConfigError, match="family 'conv' unknown; valid: gemm, prefill_attention"):
         read_kernel_table(str(other))
 
@@ -251,3 +249,41 @@ def test_shipped_profile_reproduces_measured_attention() -> None:
                 got = cm._prefill_attention(shape) / layers
             # The isotonic smoothing moves a few points; most are reproduced exactly.
             assert got == pytest.approx(r.time_s, rel=0.15), (family, r.seq_len)
+
+
+# --- elementwise and all-reduce curves -------------------------------------------------------
+
+
+def test_curve_through_measurements_is_monotone_and_extends_by_the_formula() -> None:
+    def formula(x: object) -> object:
+        return 4e-6 + np.asarray(x, dtype=float) / 2e12
+
+    x = np.array([1e3, 1e3, 1e4, 1e5, 1e6, 1e7])
+    t = np.array([5e-6, 7e-6, 5e-6, 6e-6, 5.4e-6, 1e-5])  # repeated size; a dip at 1e6
+    curve = Curve.of_points(x, t, formula)
+    # The median of the repeated size (6e-6) and the dip after it are pooled (geometric mean).
+    assert curve(1e3) == pytest.approx(math.sqrt(6e-6 * 5e-6)) == curve(1e4)
+    sizes = np.geomspace(1, 1e10, 400)
+    times = np.array([curve(v) for v in sizes])
+    assert np.all(np.diff(times) >= 0) and np.allclose(curve.many(sizes), times, rtol=1e-12)
+    assert curve(1e7) == pytest.approx(1e-5)
+    ratio = [curve(v) / float(formula(v)) for v in (1e9, 1e10)]  # type: ignore[arg-type]
+    assert ratio[0] == pytest.approx(ratio[1], rel=1e-9)
+
+
+def test_shipped_profile_prices_all_reduce_and_norms_on_their_measurements() -> None:
+    hw = get_hardware("H100-SXM")
+    assert hw.calibration is not None
+    measured = read_kernel_table(hw.calibration.kernel_table)
+    model = get_model("Llama-3.1-8B")
+    cm = CalibratedConfig().build(model, hw, 8)
+    ar = measured[(measured["family"] == "all_reduce") & (measured["gpus"] == 8)]
+    assert len(ar) >= 10
+    per_token = model.hidden_size * 2
+    for r in ar.itertuples():
+        if r.nbytes % per_token == 0:
+            got = cm._all_reduce(int(r.nbytes // per_token))
+            assert got == pytest.approx(r.time_s, rel=0.1)
+    norms = measured[(measured["family"] == "elementwise") & (measured["op"] == "add")]
+    assert len(norms) > 100
+    assert cm._ew_curves[3] is not None  # "add" rows price the residual adds

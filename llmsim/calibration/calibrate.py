@@ -142,20 +142,33 @@ def fit_families(
     return out
 
 
-def table_rows(rows: pd.DataFrame, source: str, family: str | None = None) -> pd.DataFrame:
-    """The rows of ``source`` that a kernel table holds (of one ``family``, if given)."""
-    families = TABLE_FAMILIES if family is None else (family,)
-    keep = rows["family"].isin(families) & (rows["source"] == source)
-    return rows[keep.to_numpy() if source else np.zeros(len(rows), dtype=bool)]
+def table_source(rows: pd.DataFrame, preferred: str, family: str) -> str:
+    """The source whose ``family`` rows a kernel table holds: ``preferred`` where it measured
+    the family, else the first other source that did ("" with no ``preferred`` at all)."""
+    if not preferred:
+        return ""
+    sources = sorted(set(rows.loc[rows["family"] == family, "source"]))
+    if preferred in sources or not sources:
+        return preferred
+    return str(sources[0])
 
 
-def table_file(rows: pd.DataFrame, source: str) -> str:
-    """The GEMM and attention rows of ``source`` as a kernel table file in a scratch folder
-    (removed when the process ends;
-    :func:`llmsim.calibration.profile_yaml.write_profile` copies it next to the profile); ""
-    when ``source`` has no such rows."""
-    sub = table_rows(rows, source)
-    if not source or sub.empty:
+def table_rows(rows: pd.DataFrame, preferred: str, family: str | None = None) -> pd.DataFrame:
+    """The rows a kernel table holds (of one ``family``, if given): for each family, the rows
+    of its :func:`table_source`."""
+    keep = np.zeros(len(rows), dtype=bool)
+    for fam in TABLE_FAMILIES if family is None else (family,):
+        source = table_source(rows, preferred, fam)
+        keep |= ((rows["family"] == fam) & (rows["source"] == source)).to_numpy()
+    return rows[keep]
+
+
+def table_file(rows: pd.DataFrame, preferred: str) -> str:
+    """The :func:`table_rows` as a kernel table file in a scratch folder (removed when the
+    process ends; :func:`llmsim.calibration.profile_yaml.write_profile` copies it next to the
+    profile); "" when there are none."""
+    sub = table_rows(rows, preferred)
+    if sub.empty:
         return ""
     fd, name = tempfile.mkstemp(suffix=".kernels.parquet", dir=_scratch().name)
     os.close(fd)
@@ -173,20 +186,22 @@ def holdout_errors(
     rows: pd.DataFrame,
     families: Mapping[str, BaseModel],
     check: pd.DataFrame | None = None,
-    table_source: str = "",
+    preferred: str = "",
 ) -> list[FidelityRow]:
-    """Held-out error of every fitted family, and the error on the check-only tables; GEMM
-    and attention predictions are corrected by ``table_source``'s rows, as the profile
-    carrying that kernel table corrects them."""
+    """Held-out error of every fitted family, and the error on the check-only tables;
+    predictions are corrected by the kernel table of ``preferred`` (:func:`table_rows`), as
+    the profile carrying that table corrects them."""
     out: list[FidelityRow] = []
     for dtype in ("bf16", "fp8"):
         sub = rows[(rows["family"] == "gemm") & (rows["dtype"] == dtype)]
-        for r in H.family_errors("gemm", sub, hw, table_source):
+        source = table_source(rows, preferred, "gemm")
+        for r in H.family_errors("gemm", sub, hw, source):
             out.append(r.model_copy(update={"family": f"gemm {dtype}"}))
     for family in (*KERNEL_FAMILIES, "all_reduce"):
         sub = rows[rows["family"] == family]
         if len(sub):
-            out.extend(H.family_errors(family, sub, hw, table_source))
+            source = table_source(rows, preferred, family)
+            out.extend(H.family_errors(family, sub, hw, source))
     if check is not None:
         for family in ("prefill_attention", "decode_attention"):
             sub = check[check["family"] == family]
@@ -198,7 +213,7 @@ def holdout_errors(
                     tuple(getattr(params, n) for n in th),
                     sub,
                     hw,
-                    table_rows(rows, table_source, family),
+                    table_rows(rows, preferred, family),
                 )
                 if checked is not None:
                     out.append(checked)
@@ -206,7 +221,8 @@ def holdout_errors(
         collectives = families["collectives"]
         if len(sub) and isinstance(collectives, CollectiveParams):
             sub = sub[sub["gpus"].isin([a.gpus for a in collectives.all_reduce])]
-            pred = F.predict_all_reduce_rows(collectives.all_reduce, sub, hw)
+            table = table_rows(rows, preferred, "all_reduce")
+            pred = F.predict_all_reduce_rows(collectives.all_reduce, sub, hw, table)
             checked = H.summary(
                 "all_reduce",
                 str(sub["source"].iloc[0]),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,7 @@ from llmsim.cost import kernels as K
 from llmsim.cost.attention_table import AttentionTable, family_formula
 from llmsim.cost.attention_table import Formula as AttentionFormula
 from llmsim.cost.kernel_table import FAMILIES as TABLE_FAMILIES
+from llmsim.cost.kernel_table import Curve, elementwise_kinds
 from llmsim.hardware import HardwareProfile
 from llmsim.hardware_calibration import (
     AllReduceParams,
@@ -80,24 +82,9 @@ def predict_gemm(th: Sequence[float], rows: pd.DataFrame, hw: HardwareProfile) -
     return out
 
 
-# Operator names (Vidur's, or a user's ``op``/kind) -> index into K.ELEMENTWISE_KINDS.
-ELEMENTWISE_OPS = {
-    "input_layernorm": 0,
-    "post_attention_layernorm": 0,
-    "norm": 0,
-    "attn_rope": 1,
-    "rope": 1,
-    "mlp_act": 2,
-    "activation": 2,
-    "add": 3,
-    "emb": 4,
-    "embedding": 4,
-}
-
-
 def elementwise_kind(rows: pd.DataFrame) -> np.ndarray:
     """Kind index of each elementwise row (unknown operators count as norms)."""
-    return rows["op"].map(ELEMENTWISE_OPS).fillna(0).to_numpy(dtype=int)
+    return elementwise_kinds(rows["op"])
 
 
 def predict_elementwise(th: Sequence[float], rows: pd.DataFrame, hw: HardwareProfile) -> np.ndarray:
@@ -289,6 +276,8 @@ def predict_with_table(
     (measurements of ``family``, possibly none) predicts them."""
     if table.empty or family not in TABLE_FAMILIES:
         return predict(family, th, rows, hw)
+    if family == "elementwise":
+        return _elementwise_with_table(th, table, rows, hw)
     if family == "gemm":
         return gemm_table(th, table, hw).predict(*(_col(rows, c) for c in ("m", "n", "k")))
     measured = AttentionTable(table, predict(family, th, table, hw))
@@ -296,6 +285,24 @@ def predict_with_table(
         rows, lambda h, kv, d: attention_formula(family, th, hw, h, kv, d)
     )
     out: np.ndarray = predict(family, th, rows, hw) * correction
+    return out
+
+
+def _elementwise_with_table(
+    th: Sequence[float], table: pd.DataFrame, rows: pd.DataFrame, hw: HardwareProfile
+) -> np.ndarray:
+    """Elementwise rows priced on each kind's measured curve (the formula where the table has
+    no rows of the kind)."""
+    out = predict("elementwise", th, rows, hw)
+    kinds, table_kinds = elementwise_kind(rows), elementwise_kind(table)
+    for kind in np.unique(kinds):
+        own = table[table_kinds == kind]
+        if own.empty:
+            continue
+        formula = partial(K.elementwise_time, th, bandwidth=hw.memory_bandwidth, kind=int(kind))
+        curve = Curve.of_points(_col(own, "nbytes"), _col(own, "time_s"), formula)
+        where = kinds == kind
+        out[where] = curve.many(_col(rows[where], "nbytes"))
     return out
 
 
@@ -325,14 +332,24 @@ def fit_all_reduce(rows: pd.DataFrame, hw: HardwareProfile) -> tuple[AllReducePa
 
 
 def predict_all_reduce_rows(
-    fits: Sequence[AllReduceParams], rows: pd.DataFrame, hw: HardwareProfile
+    fits: Sequence[AllReduceParams],
+    rows: pd.DataFrame,
+    hw: HardwareProfile,
+    table: pd.DataFrame | None = None,
 ) -> np.ndarray:
+    """Seconds for all-reduce rows on the fitted GPU counts (NaN elsewhere); a count with
+    rows in the kernel table ``table`` is priced on their curve."""
     by_gpus = {a.gpus: (a.latency_us, a.bus_bandwidth_gbps) for a in fits}
     out = np.full(len(rows), np.nan)
     gpus = _col(rows, "gpus")
     for g, th in by_gpus.items():
         sel = gpus == g
         out[sel] = predict_all_reduce(th, rows[sel], hw)
+        own = table[table["gpus"] == g] if table is not None else None
+        if own is not None and len(own) and sel.any():
+            formula = partial(K.all_reduce_time, th, gpus=float(g))
+            curve = Curve.of_points(_col(own, "nbytes"), _col(own, "time_s"), formula)
+            out[sel] = curve.many(_col(rows[sel], "nbytes"))
     return out
 
 

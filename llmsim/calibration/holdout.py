@@ -76,11 +76,11 @@ def fit_and_predict(
 ) -> np.ndarray:
     """Seconds predicted for ``test`` by a fit on ``train``; with ``table_source``, as a
     profile whose kernel table holds that source's training rows predicts them."""
+    table = train[train["source"] == table_source]
     if family == "all_reduce":
-        fits = F.fit_all_reduce(train, hw)
-        return F.predict_all_reduce_rows(fits, test, hw)
+        return F.predict_all_reduce_rows(F.fit_all_reduce(train, hw), test, hw, table)
     th = F.fit_family(family, train, hw)
-    return F.predict_with_table(family, th, train[train["source"] == table_source], test, hw)
+    return F.predict_with_table(family, th, table, test, hw)
 
 
 def model_splits(rows: pd.DataFrame, source: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -17,7 +17,9 @@ calibration, and the two can be compared. Select this model with
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,6 +27,7 @@ from llmsim.cost import attention_table as A
 from llmsim.cost import gemm_table as T
 from llmsim.cost import kernels as K
 from llmsim.cost.base import BatchShape
+from llmsim.cost.kernel_table import Curve, size_points
 from llmsim.errors import ConfigError
 from llmsim.hardware import HardwareProfile, list_hardware
 from llmsim.hardware_calibration import Calibration
@@ -121,7 +124,7 @@ class CalibratedCostModel:
                 self._bw,
                 self._sms,
             )
-        self._gemm_curves: dict[tuple[float, float], T.GemmCurve] = {}
+        self._gemm_curves: dict[tuple[float, float], Curve] = {}
         self._ew_th = K.theta(cal.elementwise, K.ELEMENTWISE)
         self._pa_th = K.theta(cal.prefill_attention, K.PREFILL_ATTENTION)
         self._da_th = K.theta(cal.decode_attention, K.DECODE_ATTENTION)
@@ -138,6 +141,25 @@ class CalibratedCostModel:
             if fitted is not None
             else (link.latency_us, link.bandwidth_gbps * DATASHEET_LINK_EFFICIENCY)
         )
+        self._ar_curve = None
+        if cal.kernel_table and fitted is not None and fitted.gpus == tp:
+            self._ar_curve = self._size_curve(
+                cal.kernel_table,
+                "all_reduce",
+                partial(K.all_reduce_time, self._ar_th, gpus=float(tp)),
+                gpus=tp,
+            )
+        self._ew_curves = [
+            self._size_curve(
+                cal.kernel_table,
+                "elementwise",
+                partial(K.elementwise_time, self._ew_th, bandwidth=self._bw, kind=kind),
+                kind=kind,
+            )
+            if cal.kernel_table
+            else None
+            for kind in range(len(K.ELEMENTWISE_KINDS))
+        ]
         self._structure()
         self._prefill_surface = self._surface(cal, "prefill_attention", self._pa_th)
         self._decode_surface = self._surface(cal, "decode_attention", self._da_th)
@@ -195,7 +217,22 @@ class CalibratedCostModel:
             self._gemm_curves[nk] = curve
         return curve(tokens)
 
+    @staticmethod
+    def _size_curve(
+        path: str,
+        family: str,
+        formula: Callable[[Any], Any],
+        kind: int | None = None,
+        gpus: int | None = None,
+    ) -> Curve | None:
+        """The kernel table's curve of one elementwise kind or all-reduce GPU count."""
+        points = size_points(path, family, kind=kind, gpus=gpus)
+        return None if points is None else Curve(points[0], points[1], formula)
+
     def _ew(self, nbytes: float, kind: int = NORM) -> float:
+        curve = self._ew_curves[kind]
+        if curve is not None:
+            return curve(nbytes)
         return float(K.elementwise_time(self._ew_th, nbytes, bandwidth=self._bw, kind=kind))
 
     def _grouped(self, rows: float, nk: tuple[float, float], groups: float) -> float:
@@ -230,6 +267,8 @@ class CalibratedCostModel:
         if self.tp == 1:
             return 0.0
         nbytes = tokens * self.model.hidden_size * self._a_bytes
+        if self._ar_curve is not None:
+            return self._ar_curve(nbytes)
         return float(K.all_reduce_time(self._ar_th, nbytes, float(self.tp)))
 
     def _linear_layers(self, tokens: int) -> float:

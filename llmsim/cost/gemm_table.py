@@ -21,17 +21,15 @@ model then prices ``m`` rows as follows:
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Callable
 from functools import lru_cache, partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import isotonic_regression
 
 from llmsim.cost import kernels as K
-from llmsim.cost.kernel_table import Neighbours, read_kernel_table
+from llmsim.cost.kernel_table import Curve, Neighbours, read_kernel_table
 
 M_SCALE = 3.0
 
@@ -41,47 +39,6 @@ Formula = Callable[[Any, Any, Any], Any]
 
 def _features(m: np.ndarray, n: np.ndarray, k: np.ndarray) -> np.ndarray:
     return np.column_stack([M_SCALE * np.log2(m), np.log2(n), np.log2(k)])
-
-
-class GemmCurve:
-    """Time of an ``n x k`` GEMM as a function of its row count ``m`` (seconds)."""
-
-    __slots__ = ("_formula", "_hi", "_lo", "_m", "_t", "k", "n")
-
-    def __init__(self, n: float, k: float, m: np.ndarray, t: np.ndarray, formula: Formula):
-        self.n, self.k = float(n), float(k)
-        self._formula = formula
-        self._m = [float(x) for x in m]
-        self._t = [float(x) for x in np.exp(isotonic_regression(np.log(t)).x)]
-        f_lo, f_hi = (float(x) for x in self._form(np.array([m[0], m[-1]])))
-        self._lo = self._t[0] / f_lo
-        self._hi = self._t[-1] / f_hi
-
-    def _form(self, m: np.ndarray) -> np.ndarray:
-        out: np.ndarray = self._formula(m, np.full_like(m, self.n), np.full_like(m, self.k))
-        return out
-
-    def __call__(self, m: float) -> float:
-        ms, ts = self._m, self._t
-        if m > ms[-1]:
-            return max(ts[-1], self._hi * float(self._form(np.array([m]))[0]))
-        if m < ms[0]:
-            return min(ts[0], self._lo * float(self._form(np.array([m]))[0]))
-        i = min(bisect_right(ms, m), len(ms) - 1)
-        if i == 0:  # one measured row count
-            return ts[0]
-        m0, m1, t0, t1 = ms[i - 1], ms[i], ts[i - 1], ts[i]
-        return t0 + (t1 - t0) * (m - m0) / (m1 - m0)
-
-    def many(self, m: np.ndarray) -> np.ndarray:
-        """:meth:`__call__` for an array of row counts."""
-        ms, ts = np.asarray(self._m), np.asarray(self._t)
-        out = np.interp(m, ms, ts)
-        form = self._form(m.astype(float))
-        out = np.where(m > ms[-1], np.maximum(ts[-1], self._hi * form), out)
-        out = np.where(m < ms[0], np.minimum(ts[0], self._lo * form), out)
-        result: np.ndarray = out
-        return result
 
 
 def formula_for(
@@ -122,13 +79,14 @@ class GemmTable:
     def __len__(self) -> int:
         return len(self._ratios)
 
-    def curve(self, n: float, k: float, formula: Formula | None = None) -> GemmCurve:
+    def curve(self, n: float, k: float, formula: Formula | None = None) -> Curve:
         """The corrected time of an ``n x k`` weight, by row count."""
         formula = formula or self._formula
         m = self._m
         nn, kk = np.full_like(m, float(n)), np.full_like(m, float(k))
         ratio = self._ratios.at(_features(m, nn, kk))
-        return GemmCurve(n, k, m, formula(m, nn, kk) * np.exp(ratio), formula)
+        f = formula
+        return Curve(m, f(m, nn, kk) * np.exp(ratio), lambda rows: f(rows, float(n), float(k)))
 
     def predict(self, m: np.ndarray, n: np.ndarray, k: np.ndarray) -> np.ndarray:
         """Corrected seconds of many GEMMs (one curve per distinct weight shape)."""

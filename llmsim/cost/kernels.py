@@ -41,6 +41,15 @@ ELEMENTWISE = (
     "embedding_efficiency",
 )
 ELEMENTWISE_KINDS = ("norm", "rope", "activation", "add", "embedding")
+# Operator names (the kinds themselves, and Vidur's) -> index into ELEMENTWISE_KINDS.
+ELEMENTWISE_OPS = {
+    **{kind: i for i, kind in enumerate(ELEMENTWISE_KINDS)},
+    "input_layernorm": 0,
+    "post_attention_layernorm": 0,
+    "attn_rope": 1,
+    "mlp_act": 2,
+    "emb": 4,
+}
 PREFILL_ATTENTION = (
     "flops_efficiency",
     "seq_half",
