@@ -109,8 +109,10 @@ def test_shipped_profile_keeps_recorded_fidelity(name: str) -> None:
     1 percentage point plus 5 % of the recorded value."""
     recorded = get_hardware(name).calibration
     assert recorded is not None
-    now = {(r.family, r.data): r for r in calibrate_shipped(name).fidelity}
+    fidelity = calibrate_shipped(name).fidelity
+    now = {(r.family, r.data, r.holdout): r for r in fidelity}
+    assert len(now) == len(fidelity)  # each row names one measurement
     for r in recorded.fidelity:
-        new = now[(r.family, r.data)]
+        new = now[(r.family, r.data, r.holdout)]
         assert new.median_ape <= r.median_ape * 1.05 + 1.0, (r.family, r.data, new.median_ape)
         assert new.p90_ape <= r.p90_ape * 1.05 + 1.0, (r.family, r.data, new.p90_ape)

@@ -7,8 +7,9 @@ Splits:
   other source), predict every row of the held-out model; pooled over models;
 * held-out shapes, for grids (aiconfigurator's GEMM and attention tables, a user's table
   without models): every fourth distinct shape (GEMM: its (n, k) weight; attention: its
-  heads, KV heads and length; collectives: message size and GPU count) is held out together
-  with all its rows;
+  heads, KV heads, head size and length; collectives: message size and GPU count) is held out
+  together with all its rows; attention also holds out every fourth head configuration with
+  all its lengths and batches;
 * another source, for tables used only as a check (Vidur's A100 attention table): predicted by
   the fit on the other tables.
 
@@ -41,6 +42,12 @@ SHAPE_KEYS = {
     "decode_attention": ("heads", "kv_heads", "head_dim", "seq_len"),
     "all_reduce": ("gpus", "nbytes"),
     "host": ("batch", "tp"),
+}
+# Attention is also held out by whole head configuration (every length and batch of it): the
+# harder case of a model whose heads nobody measured.
+HEAD_CONFIGURATIONS = {
+    "prefill_attention": ("heads", "kv_heads", "head_dim"),
+    "decode_attention": ("heads", "kv_heads", "head_dim"),
 }
 
 
@@ -92,11 +99,12 @@ def model_splits(rows: pd.DataFrame, source: str) -> Iterator[tuple[np.ndarray, 
 
 
 def shape_splits(
-    rows: pd.DataFrame, source: str, family: str
+    rows: pd.DataFrame, source: str, family: str, keys_: Sequence[str] | None = None
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """One (train, test) split holding out every fourth distinct shape of ``source``."""
+    """One (train, test) split holding out every fourth distinct shape of ``source`` (its
+    ``keys_``, by default the family's :data:`SHAPE_KEYS`)."""
     own = (rows["source"] == source).to_numpy()
-    keys = list(SHAPE_KEYS[family])
+    keys = list(keys_ or SHAPE_KEYS[family])
     shapes = rows.loc[own, keys].drop_duplicates().sort_values(keys)
     held = shapes.iloc[1::HOLDOUT_EVERY]
     marker = rows[keys].merge(held.assign(_held=True), on=keys, how="left")["_held"]
@@ -114,26 +122,29 @@ def family_errors(
         own = rows[rows["source"] == source]
         models = set(own["model"]) - {""}
         if len(models) >= 2:
-            splits, label = model_splits(rows, source), "leave-one-model-out"
+            plans = [(model_splits(rows, source), "leave-one-model-out")]
         else:
-            splits = shape_splits(rows, source, family)
-            label = f"1 in {HOLDOUT_EVERY} shapes"
-        if family in TABLE_FAMILIES and table_source and source != table_source:
-            label += f", {table_source} kernel table"
-        errors = []
-        for train, test in splits:
-            if not test.any() or not train.any():
-                continue
-            if family == "all_reduce":
-                # Every GPU count needs training rows of its own.
-                counts = set(rows.loc[test, "gpus"]) - set(rows.loc[train, "gpus"])
-                if counts:
+            plans = [(shape_splits(rows, source, family), f"1 in {HOLDOUT_EVERY} shapes")]
+            if family in HEAD_CONFIGURATIONS:
+                whole = shape_splits(rows, source, family, HEAD_CONFIGURATIONS[family])
+                plans.append((whole, f"1 in {HOLDOUT_EVERY} head configurations"))
+        for splits, label in plans:
+            if family in TABLE_FAMILIES and table_source and source != table_source:
+                label += f", {table_source} kernel table"
+            errors = []
+            for train, test in splits:
+                if not test.any() or not train.any():
                     continue
-            pred = fit_and_predict(family, rows[train], rows[test], hw, table_source)
-            errors.append(ape(pred, rows.loc[test, "time_s"].to_numpy(dtype=float)))
-        row = summary(family, source, label, errors)
-        if row is not None:
-            out.append(row)
+                if family == "all_reduce":
+                    # Every GPU count needs training rows of its own.
+                    counts = set(rows.loc[test, "gpus"]) - set(rows.loc[train, "gpus"])
+                    if counts:
+                        continue
+                pred = fit_and_predict(family, rows[train], rows[test], hw, table_source)
+                errors.append(ape(pred, rows.loc[test, "time_s"].to_numpy(dtype=float)))
+            row = summary(family, source, label, errors)
+            if row is not None:
+                out.append(row)
     return out
 
 
