@@ -27,6 +27,7 @@ BIN = "Scripts" if os.name == "nt" else "bin"
 # there).
 SHIPPED = [
     ("llmsim/hardware_profiles", ".yaml", "h100-sxm.yaml"),
+    ("llmsim/hardware_profiles", ".kernels.parquet", "h100-sxm.kernels.parquet"),
     ("llmsim/model_catalog", ".yaml", "llama-3.1-8b.yaml"),
     ("llmsim/workload/data", ".csv.gz", "sharegpt_llama2_lengths.csv.gz"),
     ("llmsim/workload/data", ".csv.gz", "arxiv_summarization_lengths.csv.gz"),
@@ -120,7 +121,8 @@ def test_wheel_ships_data_files(install: Install) -> None:
         ("llmsim/hardware_profiles", ROOT / "hardware_profiles"),
         ("llmsim/model_catalog", ROOT / "llmsim" / "model_catalog"),
     ):
-        expected = {f"{folder}/{p.name}" for p in source.glob("*.yaml")}
+        files = [*source.glob("*.yaml"), *source.glob("*.parquet")]
+        expected = {f"{folder}/{p.name}" for p in files}
         assert expected, source
         assert expected <= names, sorted(expected - names)
     assert not any(n.startswith(("tests/", "scenarios/")) for n in names)
@@ -189,3 +191,15 @@ def test_installed_error_is_one_line(install: Install) -> None:
     proc = install.run(install.llmsim, "validate", "missing.yaml")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: missing.yaml: file not found"
+
+
+def test_installed_calibrated_run(install: Install) -> None:
+    """The calibrated cost model finds its profile's kernel table inside the installed
+    package."""
+    scenario = install.workdir / "calibrated.yaml"
+    shutil.copyfile(ROOT / "scenarios" / "quickstart.yaml", scenario)
+    args = ["--set", "workload.num_requests=20", "--set", "engine.cost.kind=calibrated"]
+    proc = _check(install.run(install.llmsim, "run", scenario.name, *args, "--out", "C", "-q"))
+    assert "Traceback" not in proc.stderr
+    summary = json.loads((install.workdir / "C" / "summary.json").read_text())
+    assert summary["completed"] == 20
