@@ -66,11 +66,10 @@ def _fidelity_table(title: str, rows: list[tuple[str, FidelityRow]]) -> Table:
 
 
 def _kernel_table(hw: HardwareProfile, rows: pd.DataFrame) -> str:
-    """The user's GEMM rows as the profile's table, or (without any) the profile's own."""
-    own = C.table_file(rows, USER_SOURCE) if len(rows) else ""
-    if own:
-        return own
-    return hw.calibration.kernel_table if hw.calibration is not None else ""
+    """The user's measurements as the profile's kernel table, with the profile's own rows
+    for the families they did not measure (whose fitted values the profile keeps too)."""
+    base = hw.calibration.kernel_table if hw.calibration is not None else ""
+    return C.table_file(rows, USER_SOURCE, base) if len(rows) else base
 
 
 def _user_calibration(

@@ -287,3 +287,40 @@ def test_shipped_profile_prices_all_reduce_and_norms_on_their_measurements() -> 
     norms = measured[(measured["family"] == "elementwise") & (measured["op"] == "add")]
     assert len(norms) > 100
     assert cm._ew_curves[3] is not None  # "add" rows price the residual adds
+
+
+def test_user_gemms_replace_only_the_gemms_of_a_calibrated_profile(tmp_path: Path) -> None:
+    rows = ["family,model,m,n,k,time_ms"]
+    for model, scale in (("a", 1.0), ("b", 1.1)):
+        for m in (1, 64, 1024):
+            for n, k in ((4096, 4096), (6144, 4096)):
+                rows.append(f"gemm,{model},{m},{n},{k},{scale * (0.01 + m * n * k * 3e-12):.6g}")
+    data = tmp_path / "my_gemms.csv"
+    data.write_text("\n".join(rows) + "\n")
+    args = [
+        "calibrate",
+        "H100-SXM",
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path),
+        "--date",
+        "2026-01-01",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    hw = get_hardware(str(tmp_path / "h100-sxm.yaml"))
+    assert hw.calibration is not None
+    table = read_kernel_table(hw.calibration.kernel_table)
+    shipped = read_kernel_table(get_hardware("H100-SXM").calibration.kernel_table)  # type: ignore[union-attr]
+    bf16 = table[(table["family"] == "gemm") & (table["dtype"] == "bf16")]
+    assert len(bf16) == 12  # the user's GEMMs only
+    for family in ("prefill_attention", "decode_attention", "elementwise", "all_reduce"):
+        assert (table["family"] == family).sum() == (shipped["family"] == family).sum() > 0
+    fp8 = (table["family"] == "gemm") & (table["dtype"] == "fp8")
+    assert fp8.sum() == ((shipped["family"] == "gemm") & (shipped["dtype"] == "fp8")).sum()
+    # The fitted GEMM and its table describe the user's data: a measured shape comes back.
+    cm = CalibratedConfig().build(get_model("Llama-3.1-8B"), hw, 1)
+    assert cm._gemm(1024.0, (6144.0, 4096.0)) == pytest.approx(
+        1e-3 * (0.01 + 1024 * 6144 * 4096 * 3e-12) * 1.05, rel=0.06
+    )

@@ -24,7 +24,7 @@ from llmsim.calibration import holdout as H
 from llmsim.calibration import steps as S
 from llmsim.calibration.shipped import SHIPPED, SPLITWISE_TABLE, load
 from llmsim.cost.kernel_table import FAMILIES as TABLE_FAMILIES
-from llmsim.cost.kernel_table import to_table_frame
+from llmsim.cost.kernel_table import read_kernel_table, to_table_frame
 from llmsim.errors import ConfigError
 from llmsim.hardware import HardwareProfile, get_hardware
 from llmsim.hardware_calibration import (
@@ -163,17 +163,32 @@ def table_rows(rows: pd.DataFrame, preferred: str, family: str | None = None) ->
     return rows[keep]
 
 
-def table_file(rows: pd.DataFrame, preferred: str) -> str:
+def table_file(rows: pd.DataFrame, preferred: str, base: str = "") -> str:
     """The :func:`table_rows` as a kernel table file in a scratch folder (removed when the
     process ends; :func:`llmsim.calibration.profile_yaml.write_profile` copies it next to the
-    profile); "" when there are none."""
-    sub = table_rows(rows, preferred)
-    if sub.empty:
+    profile), plus the rows of the ``base`` table file for the families (GEMMs: data types)
+    that ``rows`` did not measure; "" when there are none."""
+    table = to_table_frame(table_rows(rows, preferred))
+    if base:
+        old = read_kernel_table(base)
+        measured = set(_table_keys(table))
+        kept = [key not in measured for key in _table_keys(old)]
+        table = pd.concat([table, old.loc[kept, list(table.columns)]], ignore_index=True)
+    if table.empty:
         return ""
     fd, name = tempfile.mkstemp(suffix=".kernels.parquet", dir=_scratch().name)
     os.close(fd)
-    to_table_frame(sub).to_parquet(name, index=False)
+    table.to_parquet(name, index=False)
     return name
+
+
+def _table_keys(table: pd.DataFrame) -> list[tuple[str, str]]:
+    """(family, data type for GEMMs) of each row: what a calibration fits one parameter set
+    on."""
+    return [
+        (str(fam), str(dtype) if fam == "gemm" else "")
+        for fam, dtype in zip(table["family"], table["dtype"], strict=True)
+    ]
 
 
 @cache
