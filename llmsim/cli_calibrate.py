@@ -176,20 +176,41 @@ def calibrate(
 def fidelity(
     gpus: Annotated[
         list[str] | None,
-        typer.Argument(help="GPUs (default: every GPU with shipped data).", show_default=False),
+        typer.Argument(
+            help="GPU profile names or profile .yaml paths (default: every GPU with shipped data).",
+            show_default=False,
+        ),
+    ] = None,
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--data",
+            "-d",
+            help="Operator measurements (llmsim CSV) to predict with one calibrated profile, "
+            "nothing refitted: how well it predicts your GPU. Repeatable.",
+        ),
     ] = None,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for fidelity.csv and fidelity.md.")
     ] = Path("fidelity"),
 ) -> None:
-    """Held-out prediction error per GPU and operator family, from the shipped data."""
+    """Held-out prediction error per GPU and operator family, from the shipped data (or a
+    profile's error on your measurements, with --data)."""
     started = time.perf_counter()
     try:
-        names = [get_hardware(g, field="gpu").name for g in (gpus or C.shipped_names())]
-        cache: dict[str, pd.DataFrame] = {}
-        rows = [
-            (name, r) for name in names for r in C.calibrate_shipped(name, cache=cache).fidelity
-        ]
+        if data:
+            if len(gpus or []) != 1:
+                raise ConfigError("--data checks one profile: name exactly one", field="gpu")
+            hw = get_hardware((gpus or [""])[0], field="gpu")
+            measured = concat([read_operator_csv(p) for p in data])
+            names = ", ".join(p.name for p in data)
+            rows = [(hw.name, r) for r in C.profile_errors(hw, measured, names)]
+        else:
+            hws = [get_hardware(g, field="gpu").name for g in (gpus or C.shipped_names())]
+            cache: dict[str, pd.DataFrame] = {}
+            rows = [
+                (name, r) for name in hws for r in C.calibrate_shipped(name, cache=cache).fidelity
+            ]
     except LlmsimError as exc:
         raise _fail(exc) from None
     table = pd.DataFrame([{"gpu": g, **r.model_dump()} for g, r in rows])

@@ -22,7 +22,9 @@ from pydantic import BaseModel
 from llmsim.calibration import fit as F
 from llmsim.calibration import holdout as H
 from llmsim.calibration import steps as S
+from llmsim.calibration.records import OPERATOR_COLUMNS
 from llmsim.calibration.shipped import SHIPPED, SPLITWISE_TABLE, load
+from llmsim.cost import kernels as K
 from llmsim.cost.kernel_table import FAMILIES as TABLE_FAMILIES
 from llmsim.cost.kernel_table import read_kernel_table, to_table_frame
 from llmsim.errors import ConfigError
@@ -246,6 +248,53 @@ def holdout_errors(
             )
             if checked is not None:
                 out.append(checked)
+    return out
+
+
+def profile_errors(hw: HardwareProfile, rows: pd.DataFrame, data: str) -> list[FidelityRow]:
+    """How well a calibrated profile predicts measurements it was not fitted on: each family
+    of ``rows`` priced with the profile's parameters and kernel table, nothing refitted."""
+    cal = hw.calibration
+    if cal is None:
+        raise ConfigError(
+            f"hardware '{hw.name}' has no calibration section to check (calibrated profiles "
+            "are listed by llmsim hardware)",
+            field="gpu",
+        )
+    table = read_kernel_table(cal.kernel_table) if cal.kernel_table else None
+    records = (
+        table.assign(past=0.0, source="table", model="")
+        if table is not None
+        else pd.DataFrame(columns=[*OPERATOR_COLUMNS, "past"])
+    )
+    params: dict[str, BaseModel] = {family: getattr(cal, family) for family in (*KERNEL_FAMILIES,)}
+    label = f"predicted by the {hw.name} profile (not fitted)"
+    out: list[FidelityRow] = []
+    for family in F.FAMILIES:
+        own = rows[rows["family"] == family]
+        if own.empty:
+            continue
+        groups = [("", own)]
+        if family == "gemm":
+            groups = [(str(d), own[own["dtype"] == d]) for d in sorted(set(own["dtype"]))]
+        for dtype, sub in groups:
+            ref = records[records["family"] == family]
+            if family == "all_reduce":
+                pred = F.predict_all_reduce_rows(cal.collectives.all_reduce, sub, hw, ref)
+            elif family == "gemm":
+                if dtype not in cal.gemm:
+                    continue
+                th = K.theta(cal.gemm[dtype], K.GEMM)
+                ref = ref[ref["dtype"] == dtype]
+                pred = F.predict_with_table(family, th, ref, sub, hw)
+            else:
+                th = K.theta(params[family], F.FAMILIES[family].names)
+                pred = F.predict_with_table(family, th, ref, sub, hw)
+            measured = sub["time_s"].to_numpy(dtype=float)
+            name = f"gemm {dtype}" if family == "gemm" else family
+            row = H.summary(name, data, label, [H.ape(pred, measured)])
+            if row is not None:
+                out.append(row)
     return out
 
 

@@ -7,7 +7,8 @@ the shape columns of the family:
 family                 columns
 =====================  ==========================================================
 ``gemm``               ``m``, ``n``, ``k`` (``dtype``: bf16 or fp8, default bf16)
-``elementwise``        ``bytes`` (read plus written)
+``elementwise``        ``bytes`` (read plus written); ``op``: norm (default), rope,
+                       activation, add or embedding
 ``prefill_attention``  ``batch``, ``seq_len``, ``heads``, ``kv_heads``, ``head_dim``
                        (``past``: cached tokens per sequence, default 0)
 ``decode_attention``   ``batch``, ``seq_len`` (cached tokens per sequence, the new one
@@ -38,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from llmsim.calibration.records import FAMILIES, operator_frame, step_frame
+from llmsim.cost.kernels import ELEMENTWISE_KINDS, ELEMENTWISE_OPS
 from llmsim.errors import ConfigError
 
 FAMILY_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -52,6 +54,7 @@ OPTIONAL_NUMBERS = {"past": 0.0, "tp": 1.0, "gpus": math.nan}
 STEP_REQUIRED = ("prefill_tokens", "prefill_seqs", "decode_seqs", "decode_context", "time_ms")
 OPERATOR_HEADER = (
     "family",
+    "op",
     "model",
     "dtype",
     "m",
@@ -165,6 +168,15 @@ def read_operator_csv(path: str | Path, source: str = USER_SOURCE) -> pd.DataFra
                 source=src,
                 field=f"line {lineno}",
             )
+        op = family
+        if family == "elementwise":
+            op = row.get("op", "") or "norm"
+            if op not in ELEMENTWISE_OPS:
+                raise ConfigError(
+                    f"column 'op' has {op!r}; valid: {', '.join(ELEMENTWISE_KINDS)}",
+                    source=src,
+                    field=f"line {lineno}",
+                )
         values["time_s"] = _number(row, "time_ms", src, lineno, positive=True) * 1e-3
         if "bytes" in values:
             values["nbytes"] = values.pop("bytes")
@@ -173,7 +185,7 @@ def read_operator_csv(path: str | Path, source: str = USER_SOURCE) -> pd.DataFra
                 "family": family,
                 "source": row.get("source", "") or source,
                 "model": row.get("model", ""),
-                "op": family,
+                "op": op,
                 "dtype": "bf16" if dtype == "fp16" else dtype,
                 **values,
             }

@@ -179,6 +179,7 @@ def measure_kernels(spec: ProfileSpec) -> list[dict[str, object]]:
             rows.append(
                 {
                     "family": "elementwise",
+                    "op": "norm",
                     "model": m.name,
                     "bytes": 2 * t * h * 2,
                     "tp": tp,
@@ -190,6 +191,7 @@ def measure_kernels(spec: ProfileSpec) -> list[dict[str, object]]:
             rows.append(
                 {
                     "family": "elementwise",
+                    "op": "activation",
                     "model": m.name,
                     "bytes": 3 * t * f * 2,
                     "tp": tp,
