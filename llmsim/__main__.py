@@ -1,0 +1,6 @@
+"""``python -m llmsim``: the command line, for environments where llmsim runs from a source
+tree without being installed (``PYTHONPATH`` pointing at it)."""
+
+from llmsim.cli import app
+
+app(prog_name="llmsim")
