@@ -15,7 +15,7 @@ from rich.table import Table
 from llmsim.atomic import atomic_write_text
 from llmsim.calibration import calibrate as C
 from llmsim.calibration import steps as S
-from llmsim.calibration.holdout import ape, summary
+from llmsim.calibration.holdout import REGIMES, ape, summary
 from llmsim.calibration.llmsim_csv import USER_SOURCE, read_operator_csv, read_step_csv, sniff
 from llmsim.calibration.profile_yaml import profile_path, write_profile
 from llmsim.calibration.records import concat
@@ -197,6 +197,7 @@ def fidelity(
     """Held-out prediction error per GPU and operator family, from the shipped data (or a
     profile's error on your measurements, with --data)."""
     started = time.perf_counter()
+    by_size: list[pd.DataFrame] = []
     try:
         if data:
             if len(gpus or []) != 1:
@@ -208,9 +209,12 @@ def fidelity(
         else:
             hws = [get_hardware(g, field="gpu").name for g in (gpus or C.shipped_names())]
             cache: dict[str, pd.DataFrame] = {}
-            rows = [
-                (name, r) for name in hws for r in C.calibrate_shipped(name, cache=cache).fidelity
-            ]
+            rows = []
+            for name in hws:
+                detail: list[pd.DataFrame] = []
+                cal = C.calibrate_shipped(name, cache=cache, detail=detail)
+                rows.extend((name, r) for r in cal.fidelity)
+                by_size.extend(d.assign(gpu=name) for d in detail)
     except LlmsimError as exc:
         raise _fail(exc) from None
     table = pd.DataFrame([{"gpu": g, **r.model_dump()} for g, r in rows])
@@ -226,9 +230,40 @@ def fidelity(
         for g, r in rows
     ]
     atomic_write_text(out / "fidelity.md", "\n".join(md) + "\n")
+    written = [out / "fidelity.csv", out / "fidelity.md"]
+    if by_size:
+        written += _write_by_size(pd.concat(by_size, ignore_index=True), out)
     out_console.print(_fidelity_table("Held-out prediction error", rows))
     took = time.perf_counter() - started
-    out_console.print(f"wrote {out / 'fidelity.csv'}, {out / 'fidelity.md'} in {took:.1f} s")
+    out_console.print(f"wrote {', '.join(str(p) for p in written)} in {took:.1f} s")
+
+
+def _write_by_size(detail: pd.DataFrame, out: Path) -> list[Path]:
+    """Held-out error by size regime (``fidelity_by_size.csv`` and ``.md``)."""
+    keys = ["gpu", "family", "data", "holdout", "regime"]
+    grouped = detail.groupby(keys, sort=False)["ape"]
+    table = pd.DataFrame(
+        {
+            "points": grouped.size(),
+            "median_ape": grouped.median().round(1),
+            "p90_ape": grouped.quantile(0.9).round(1),
+        }
+    ).reset_index()
+    order = {r: i for i, r in enumerate(REGIMES)}
+    table = table.sort_values("regime", key=lambda r: r.map(order), kind="stable")
+    table = table.sort_values(keys[:4], kind="stable")
+    atomic_write_text(out / "fidelity_by_size.csv", table.to_csv(index=False))
+    md = [
+        "| GPU | family | data | held out | sizes | rows | median APE % | p90 APE % |",
+        "|---|---|---|---|---|---:|---:|---:|",
+    ]
+    md += [
+        f"| {r.gpu} | {r.family} | {r.data} | {r.holdout} | {r.regime} | {r.points:,} | "
+        f"{r.median_ape:.1f} | {r.p90_ape:.1f} |"
+        for r in table.itertuples()
+    ]
+    atomic_write_text(out / "fidelity_by_size.md", "\n".join(md) + "\n")
+    return [out / "fidelity_by_size.csv", out / "fidelity_by_size.md"]
 
 
 def profile(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -173,6 +174,14 @@ def test_cli_fidelity_writes_table(tmp_path: Path) -> None:
     text = (tmp_path / "fidelity.csv").read_text()
     assert "gemm bf16" in text and "leave-one-model-out" in text
     assert (tmp_path / "fidelity.md").read_text().startswith("| GPU |")
+    # The same held-out errors by size regime: every held-out row lands in one regime.
+    total = pd.read_csv(tmp_path / "fidelity.csv")
+    by_size = pd.read_csv(tmp_path / "fidelity_by_size.csv")
+    keys = ["family", "data", "holdout"]
+    counts = by_size.groupby(keys)["points"].sum()
+    assert counts.to_dict() == total.set_index(keys)["points"].to_dict()
+    gemm = by_size[by_size["family"] == "gemm bf16"]
+    assert list(gemm["regime"]) == ["m <= 16", "m 17-256", "m 257-2048", "m > 2048"]
 
 
 def test_hardware_table_says_which_profiles_are_calibrated() -> None:

@@ -204,6 +204,7 @@ def holdout_errors(
     families: Mapping[str, BaseModel],
     check: pd.DataFrame | None = None,
     preferred: str = "",
+    detail: list[pd.DataFrame] | None = None,
 ) -> list[FidelityRow]:
     """Held-out error of every fitted family, and the error on the check-only tables;
     predictions are corrected by the kernel table of ``preferred`` (:func:`table_rows`), as
@@ -212,13 +213,12 @@ def holdout_errors(
     for dtype in ("bf16", "fp8"):
         sub = rows[(rows["family"] == "gemm") & (rows["dtype"] == dtype)]
         source = table_source(rows, preferred, "gemm")
-        for r in H.family_errors("gemm", sub, hw, source):
-            out.append(r.model_copy(update={"family": f"gemm {dtype}"}))
+        out.extend(H.family_errors("gemm", sub, hw, source, f"gemm {dtype}", detail))
     for family in (*KERNEL_FAMILIES, "all_reduce"):
         sub = rows[rows["family"] == family]
         if len(sub):
             source = table_source(rows, preferred, family)
-            out.extend(H.family_errors(family, sub, hw, source))
+            out.extend(H.family_errors(family, sub, hw, source, detail=detail))
     if check is not None:
         for family in ("prefill_attention", "decode_attention"):
             sub = check[check["family"] == family]
@@ -369,6 +369,7 @@ def calibrate_shipped(
     date: str | None = None,
     holdout: bool = True,
     cache: dict[str, pd.DataFrame] | None = None,
+    detail: list[pd.DataFrame] | None = None,
 ) -> Calibration:
     """Calibrate a GPU from the measurements shipped with llmsim.
 
@@ -385,7 +386,7 @@ def calibrate_shipped(
     fidelity: list[FidelityRow] = []
     if holdout:
         check = load(spec.check) if spec.check else None
-        fidelity = holdout_errors(hw, rows, families, check, spec.kernel_table)
+        fidelity = holdout_errors(hw, rows, families, check, spec.kernel_table, detail)
     cal = assemble(
         families,
         data=spec.data,

@@ -112,11 +112,48 @@ def shape_splits(
     yield ~test, test
 
 
+GEMM_REGIMES = ("m <= 16", "m 17-256", "m 257-2048", "m > 2048")
+BATCH_REGIMES = ("batch <= 4", "batch 5-64", "batch > 64")
+LENGTH_REGIMES = ("length <= 1K", "length 1K-16K", "length > 16K")
+BYTES_REGIMES = ("<= 64 KiB", "64 KiB-4 MiB", "> 4 MiB")
+REGIMES = (
+    *GEMM_REGIMES,
+    *(f"{b}, {n}" for b in BATCH_REGIMES for n in LENGTH_REGIMES),
+    *BYTES_REGIMES,
+    *BATCH_REGIMES,
+)
+
+
+def size_regime(family: str, rows: pd.DataFrame) -> pd.Series:
+    """A coarse size label for each row, for error by regime (small batches, long contexts,
+    small messages)."""
+
+    def cut(col: str, edges: Sequence[float], names: Sequence[str]) -> pd.Series:
+        bins = [-np.inf, *edges, np.inf]
+        return pd.cut(rows[col].astype(float), bins=bins, labels=list(names)).astype(str)
+
+    if family == "gemm":
+        return cut("m", (16, 256, 2048), GEMM_REGIMES)
+    if family in ("prefill_attention", "decode_attention"):
+        batch = cut("batch", (4, 64), BATCH_REGIMES)
+        return batch + ", " + cut("seq_len", (1024, 16384), LENGTH_REGIMES)
+    if family in ("elementwise", "all_reduce"):
+        return cut("nbytes", (2**16, 2**22), BYTES_REGIMES)
+    return cut("batch", (4, 64), BATCH_REGIMES)
+
+
 def family_errors(
-    family: str, rows: pd.DataFrame, hw: HardwareProfile, table_source: str = ""
+    family: str,
+    rows: pd.DataFrame,
+    hw: HardwareProfile,
+    table_source: str = "",
+    name: str = "",
+    detail: list[pd.DataFrame] | None = None,
 ) -> list[FidelityRow]:
-    """Held-out error of one family, per source in its rows (GEMMs of one data type:
-    corrected by ``table_source``'s training rows, as the calibrated profile is)."""
+    """Held-out error of one family (reported as ``name``, default the family), per source in
+    its rows (GEMMs of one data type: corrected by ``table_source``'s training rows, as the
+    calibrated profile is). With ``detail``, each held-out row's error and size regime is
+    appended to it."""
     out: list[FidelityRow] = []
     for source in sorted(set(rows["source"])):
         own = rows[rows["source"] == source]
@@ -142,7 +179,20 @@ def family_errors(
                         continue
                 pred = fit_and_predict(family, rows[train], rows[test], hw, table_source)
                 errors.append(ape(pred, rows.loc[test, "time_s"].to_numpy(dtype=float)))
-            row = summary(family, source, label, errors)
+                if detail is not None:
+                    held = rows[test]
+                    detail.append(
+                        pd.DataFrame(
+                            {
+                                "family": name or family,
+                                "data": source,
+                                "holdout": label,
+                                "regime": size_regime(family, held).to_numpy(),
+                                "ape": errors[-1],
+                            }
+                        )
+                    )
+            row = summary(name or family, source, label, errors)
             if row is not None:
                 out.append(row)
     return out
