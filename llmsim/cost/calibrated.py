@@ -82,6 +82,18 @@ def require_calibration(hardware: HardwareProfile) -> Calibration:
     )
 
 
+def _size_curve(
+    path: str,
+    family: str,
+    formula: Callable[[Any], Any],
+    kind: int | None = None,
+    gpus: int | None = None,
+) -> Curve | None:
+    """The kernel table's curve of one elementwise kind or all-reduce GPU count."""
+    points = size_points(path, family, kind=kind, gpus=gpus)
+    return None if points is None else Curve(points[0], points[1], formula)
+
+
 class CalibratedCostModel:
     """Step times for one replica: ``model`` on ``tp`` GPUs of a calibrated ``hardware``."""
 
@@ -96,6 +108,7 @@ class CalibratedCostModel:
         dtype = cfg.compute_dtype or ("fp8" if model.weight_dtype == "fp8" else "bf16")
         gemm = cal.gemm.get("fp8") if dtype == "fp8" else None
         gemm_params = gemm or cal.gemm["bf16"]
+        self._gemm_dtype = "fp8" if gemm is not None else "bf16"  # the fitted (and measured)
         self._gemm_th = K.theta(gemm_params, K.GEMM)
         self._sms = float(gemm_params.sms)
         self._peak = hardware.peak_flops(dtype)
@@ -113,18 +126,6 @@ class CalibratedCostModel:
             act_bytes=self._gemm_act,
             sms=self._sms,
         )
-        self._gemm_table: T.GemmTable | None = None
-        if cal.kernel_table:
-            table_dtype = "fp8" if gemm is not None else "bf16"
-            self._gemm_table = T.measured(
-                cal.kernel_table,
-                table_dtype,
-                self._gemm_th,
-                hardware.peak_flops(table_dtype),
-                self._bw,
-                self._sms,
-            )
-        self._gemm_curves: dict[tuple[float, float], Curve] = {}
         self._ew_th = K.theta(cal.elementwise, K.ELEMENTWISE)
         self._pa_th = K.theta(cal.prefill_attention, K.PREFILL_ATTENTION)
         self._da_th = K.theta(cal.decode_attention, K.DECODE_ATTENTION)
@@ -141,34 +142,43 @@ class CalibratedCostModel:
             if fitted is not None
             else (link.latency_us, link.bandwidth_gbps * DATASHEET_LINK_EFFICIENCY)
         )
-        self._ar_curve = None
-        if cal.kernel_table and fitted is not None and fitted.gpus == tp:
-            self._ar_curve = self._size_curve(
-                cal.kernel_table,
-                "all_reduce",
-                partial(K.all_reduce_time, self._ar_th, gpus=float(tp)),
-                gpus=tp,
-            )
-        self._ew_curves = [
-            self._size_curve(
-                cal.kernel_table,
-                "elementwise",
-                partial(K.elementwise_time, self._ew_th, bandwidth=self._bw, kind=kind),
-                kind=kind,
-            )
-            if cal.kernel_table
-            else None
-            for kind in range(len(K.ELEMENTWISE_KINDS))
-        ]
         self._structure()
-        self._prefill_surface = self._surface(cal, "prefill_attention", self._pa_th)
-        self._decode_surface = self._surface(cal, "decode_attention", self._da_th)
-        self._decode_rows: dict[int, A.SurfaceRow] = {}
-        self._prefill_rows: dict[int, A.SurfaceRow] = {}
+        self._measured(cal, fitted_gpus=fitted.gpus if fitted is not None else 0)
         self._linear_cache: dict[int, float] = {}
         self._decode_cache: dict[int, tuple[float, float]] = {}
 
     # --- structure -------------------------------------------------------------------------
+
+    def _measured(self, cal: Calibration, fitted_gpus: int) -> None:
+        """The kernel table's corrections for this model (:mod:`llmsim.cost.kernel_table`):
+        a curve per GEMM weight (built on first use), an attention surface per phase (none for
+        MLA, which the tables do not measure), a curve per elementwise kind and one for the
+        all-reduce when its GPU count was measured. Without a table: none of them."""
+        path = cal.kernel_table
+        self._gemm_table: T.GemmTable | None = None
+        self._gemm_curves: dict[tuple[float, float], Curve] = {}
+        self._prefill_surface = self._surface(path, "prefill_attention", self._pa_th)
+        self._decode_surface = self._surface(path, "decode_attention", self._da_th)
+        self._prefill_rows: dict[int, A.SurfaceRow] = {}
+        self._decode_rows: dict[int, A.SurfaceRow] = {}
+        self._ar_curve: Curve | None = None
+        self._ew_curves: list[Curve | None] = [None] * len(K.ELEMENTWISE_KINDS)
+        if not path:
+            return
+        self._gemm_table = T.measured(
+            path,
+            self._gemm_dtype,
+            self._gemm_th,
+            self.hardware.peak_flops(self._gemm_dtype),
+            self._bw,
+            self._sms,
+        )
+        for kind in range(len(K.ELEMENTWISE_KINDS)):
+            formula = partial(K.elementwise_time, self._ew_th, bandwidth=self._bw, kind=kind)
+            self._ew_curves[kind] = _size_curve(path, "elementwise", formula, kind=kind)
+        if fitted_gpus == self.tp > 1:
+            formula = partial(K.all_reduce_time, self._ar_th, gpus=float(self.tp))
+            self._ar_curve = _size_curve(path, "all_reduce", formula, gpus=self.tp)
 
     def _structure(self) -> None:
         m, tp = self.model, self.tp
@@ -216,18 +226,6 @@ class CalibratedCostModel:
             curve = self._gemm_table.curve(nk[0], nk[1], self._gemm_formula)
             self._gemm_curves[nk] = curve
         return curve(tokens)
-
-    @staticmethod
-    def _size_curve(
-        path: str,
-        family: str,
-        formula: Callable[[Any], Any],
-        kind: int | None = None,
-        gpus: int | None = None,
-    ) -> Curve | None:
-        """The kernel table's curve of one elementwise kind or all-reduce GPU count."""
-        points = size_points(path, family, kind=kind, gpus=gpus)
-        return None if points is None else Curve(points[0], points[1], formula)
 
     def _ew(self, nbytes: float, kind: int = NORM) -> float:
         curve = self._ew_curves[kind]
@@ -296,13 +294,13 @@ class CalibratedCostModel:
         self._linear_cache[tokens] = total
         return total
 
-    def _surface(self, cal: Calibration, family: str, th: tuple[float, ...]) -> A.Surface | None:
+    def _surface(self, path: str, family: str, th: tuple[float, ...]) -> A.Surface | None:
         """The measured surface of an attention family for this model's heads per GPU, or
         None (no kernel table, no rows of the family, or MLA attention, which the tables do
         not measure)."""
-        if not cal.kernel_table or self.model.mla is not None:
+        if not path or self.model.mla is not None:
             return None
-        table = A.measured(cal.kernel_table, family, th, self._peak16, self._bw)
+        table = A.measured(path, family, th, self._peak16, self._bw)
         if table is None:
             return None
         formula = A.family_formula(

@@ -116,12 +116,10 @@ def gemm_time(
     bandwidth: float,
     weight_bytes: Num = 2.0,
     act_bytes: Num = 2.0,
-    weight_copies: Num = 1.0,
     sms: float = 0.0,
 ) -> Num:
-    """``m x k`` activations times a ``k x n`` weight (``weight_copies`` distinct weights
-    read, for grouped expert GEMMs) on a GPU with ``sms`` multiprocessors (0: no wave
-    quantisation).
+    """``m x k`` activations times a ``k x n`` weight on a GPU with ``sms`` multiprocessors
+    (0: no wave quantisation).
 
     Compute time is a geometric blend, by ``wave_exponent``, of a smooth efficiency curve in
     M, N and K and of the wave-quantised work (:func:`wave_padded`); both grow with ``m`` and
@@ -132,7 +130,7 @@ def gemm_time(
     tc = per_mn * (m + m_half) * (n + n_half)
     if sms > 0 and wave > 0:
         tc = tc ** (1.0 - wave) * (per_mn * wave_padded(m, n, sms)) ** wave
-    nbytes = weight_bytes * k * n * weight_copies + act_bytes * m * (k + n)
+    nbytes = weight_bytes * k * n + act_bytes * m * (k + n)
     tm = nbytes / (bandwidth * bw_eff) * (1.0 + nb_half / n)
     out: Num = (tc**s + tm**s) ** (1.0 / s) + launch_us * 1e-6
     return out
