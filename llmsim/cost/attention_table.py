@@ -125,8 +125,10 @@ class SurfaceRow:
         return self._lt[i] + self._slope[i] * (x - self._l[i])
 
     def __call__(self, length: float) -> float:
-        if self._inside and self._lo <= length <= self._hi:
-            return math.exp(self._log_time(length))
+        if self._inside and self._lo <= length <= self._hi:  # the hot path, inlined
+            x = math.log(length)
+            i = min(bisect_right(self._l, x) - 1, self._last)
+            return math.exp(self._lt[i] + self._slope[i] * (x - self._l[i]))
         lc = min(max(length, self._lo), self._hi)
         t = math.exp(self._log_time(lc))
         f = self._formula

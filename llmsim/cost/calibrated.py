@@ -408,4 +408,7 @@ class CalibratedCostModel:
         base, slope = self._decode_terms(seqs)
         if self._decode_surface is None:
             return base + slope * context
-        return base + self._decode_attention(seqs, context)
+        row = self._decode_rows.get(seqs)
+        if row is None:
+            return base + self._decode_attention(seqs, context)
+        return base + self._layers * row(context / seqs)
