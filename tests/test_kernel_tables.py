@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from llmsim.cli import app
@@ -324,3 +326,61 @@ def test_user_gemms_replace_only_the_gemms_of_a_calibrated_profile(tmp_path: Pat
     assert cm._gemm(1024.0, (6144.0, 4096.0)) == pytest.approx(
         1e-3 * (0.01 + 1024 * 6144 * 4096 * 3e-12) * 1.05, rel=0.06
     )
+
+
+# --- the calibrated model with its tables, on arbitrary shapes ----------------------------------
+
+_MODELS = ["Llama-3.1-8B", "Llama-3.1-70B", "Qwen2.5-7B", "Mixtral-8x7B", "Phi-2"]
+_COST_MODELS: dict[tuple[str, str, int], object] = {}
+
+
+def _cost(hw: str, model: str, tp: int) -> object:
+    key = (hw, model, tp)
+    if key not in _COST_MODELS:
+        _COST_MODELS[key] = CalibratedConfig().build(get_model(model), get_hardware(hw), tp)
+    return _COST_MODELS[key]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    hw=st.sampled_from(["A100-80GB", "H100-SXM", "H200", "B200", "A40"]),
+    model=st.sampled_from(_MODELS),
+    tp=st.sampled_from([1, 2, 4, 8]),
+    seqs=st.integers(1, 3000),
+    more_seqs=st.integers(0, 500),
+    per_seq=st.integers(1, 300_000),
+    more_context=st.integers(0, 2_000_000),
+    tokens=st.integers(1, 200_000),
+    more_tokens=st.integers(0, 100_000),
+    past=st.integers(0, 100_000),
+)
+def test_calibrated_steps_grow_with_work(
+    hw: str,
+    model: str,
+    tp: int,
+    seqs: int,
+    more_seqs: int,
+    per_seq: int,
+    more_context: int,
+    tokens: int,
+    more_tokens: int,
+    past: int,
+) -> None:
+    """More context, more sequences, more prompt tokens or more cached tokens under a prompt
+    never make a step faster, and every step time is finite and positive, in and far beyond
+    the measured range."""
+    from llmsim.cost import BatchShape
+
+    cm = _cost(hw, model, tp)
+    context = seqs * per_seq
+    t = cm.decode_step_time(seqs, context)  # type: ignore[attr-defined]
+    assert math.isfinite(t) and t > 0
+    assert cm.decode_step_time(seqs, context + more_context) >= t * (1 - 1e-12)  # type: ignore[attr-defined]
+    bigger = seqs + more_seqs
+    assert cm.decode_step_time(bigger, bigger * per_seq) >= t * (1 - 1e-12)  # type: ignore[attr-defined]
+    p = cm.step_time(BatchShape.prefill([(tokens, 0)]))  # type: ignore[attr-defined]
+    assert math.isfinite(p) and p > 0
+    q = cm.step_time(BatchShape.prefill([(tokens + more_tokens, 0)]))  # type: ignore[attr-defined]
+    assert q >= p * (1 - 1e-12)
+    chunk = cm.step_time(BatchShape.prefill([(tokens, past)]))  # type: ignore[attr-defined]
+    assert chunk >= p * (1 - 1e-12)
