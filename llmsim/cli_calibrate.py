@@ -15,10 +15,11 @@ from rich.table import Table
 from llmsim.atomic import atomic_write_text
 from llmsim.calibration import calibrate as C
 from llmsim.calibration import steps as S
-from llmsim.calibration.holdout import REGIMES, ape, summary
+from llmsim.calibration.holdout import REGIMES, ape, profile_errors, summary
 from llmsim.calibration.llmsim_csv import USER_SOURCE, read_operator_csv, read_step_csv, sniff
 from llmsim.calibration.profile_yaml import profile_path, write_profile
 from llmsim.calibration.records import concat
+from llmsim.calibration.tables import table_file
 from llmsim.config_io import read_yaml
 from llmsim.errors import ConfigError, LlmsimError
 from llmsim.hardware import HardwareProfile, get_hardware
@@ -69,7 +70,7 @@ def _kernel_table(hw: HardwareProfile, rows: pd.DataFrame) -> str:
     """The user's measurements as the profile's kernel table, with the profile's own rows
     for the families they did not measure (whose fitted values the profile keeps too)."""
     base = hw.calibration.kernel_table if hw.calibration is not None else ""
-    return C.table_file(rows, USER_SOURCE, base) if len(rows) else base
+    return table_file(rows, USER_SOURCE, base) if len(rows) else base
 
 
 def _user_calibration(
@@ -205,7 +206,7 @@ def fidelity(
             hw = get_hardware((gpus or [""])[0], field="gpu")
             measured = concat([read_operator_csv(p) for p in data])
             names = ", ".join(p.name for p in data)
-            rows = [(hw.name, r) for r in C.profile_errors(hw, measured, names)]
+            rows = [(hw.name, r) for r in profile_errors(hw, measured, names)]
         else:
             hws = [get_hardware(g, field="gpu").name for g in (gpus or C.shipped_names())]
             cache: dict[str, pd.DataFrame] = {}

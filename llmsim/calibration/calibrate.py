@@ -11,22 +11,16 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import tempfile
 from collections.abc import Mapping
-from functools import cache
 
-import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
 from llmsim.calibration import fit as F
 from llmsim.calibration import holdout as H
 from llmsim.calibration import steps as S
-from llmsim.calibration.records import OPERATOR_COLUMNS
 from llmsim.calibration.shipped import SHIPPED, SPLITWISE_TABLE, load
-from llmsim.cost import kernels as K
-from llmsim.cost.kernel_table import FAMILIES as TABLE_FAMILIES
-from llmsim.cost.kernel_table import read_kernel_table, to_table_frame
+from llmsim.calibration.tables import table_file, table_rows, table_source
 from llmsim.errors import ConfigError
 from llmsim.hardware import HardwareProfile, get_hardware
 from llmsim.hardware_calibration import (
@@ -144,60 +138,6 @@ def fit_families(
     return out
 
 
-def table_source(rows: pd.DataFrame, preferred: str, family: str) -> str:
-    """The source whose ``family`` rows a kernel table holds: ``preferred`` where it measured
-    the family, else the first other source that did ("" with no ``preferred`` at all)."""
-    if not preferred:
-        return ""
-    sources = sorted(set(rows.loc[rows["family"] == family, "source"]))
-    if preferred in sources or not sources:
-        return preferred
-    return str(sources[0])
-
-
-def table_rows(rows: pd.DataFrame, preferred: str, family: str | None = None) -> pd.DataFrame:
-    """The rows a kernel table holds (of one ``family``, if given): for each family, the rows
-    of its :func:`table_source`."""
-    keep = np.zeros(len(rows), dtype=bool)
-    for fam in TABLE_FAMILIES if family is None else (family,):
-        source = table_source(rows, preferred, fam)
-        keep |= ((rows["family"] == fam) & (rows["source"] == source)).to_numpy()
-    return rows[keep]
-
-
-def table_file(rows: pd.DataFrame, preferred: str, base: str = "") -> str:
-    """The :func:`table_rows` as a kernel table file in a scratch folder (removed when the
-    process ends; :func:`llmsim.calibration.profile_yaml.write_profile` copies it next to the
-    profile), plus the rows of the ``base`` table file for the families (GEMMs: data types)
-    that ``rows`` did not measure; "" when there are none."""
-    table = to_table_frame(table_rows(rows, preferred))
-    if base:
-        old = read_kernel_table(base)
-        measured = set(_table_keys(table))
-        kept = [key not in measured for key in _table_keys(old)]
-        table = pd.concat([table, old.loc[kept, list(table.columns)]], ignore_index=True)
-    if table.empty:
-        return ""
-    fd, name = tempfile.mkstemp(suffix=".kernels.parquet", dir=_scratch().name)
-    os.close(fd)
-    table.to_parquet(name, index=False)
-    return name
-
-
-def _table_keys(table: pd.DataFrame) -> list[tuple[str, str]]:
-    """(family, data type for GEMMs) of each row: what a calibration fits one parameter set
-    on."""
-    return [
-        (str(fam), str(dtype) if fam == "gemm" else "")
-        for fam, dtype in zip(table["family"], table["dtype"], strict=True)
-    ]
-
-
-@cache
-def _scratch() -> tempfile.TemporaryDirectory[str]:
-    return tempfile.TemporaryDirectory(prefix="llmsim-calibrate-")
-
-
 def holdout_errors(
     hw: HardwareProfile,
     rows: pd.DataFrame,
@@ -248,53 +188,6 @@ def holdout_errors(
             )
             if checked is not None:
                 out.append(checked)
-    return out
-
-
-def profile_errors(hw: HardwareProfile, rows: pd.DataFrame, data: str) -> list[FidelityRow]:
-    """How well a calibrated profile predicts measurements it was not fitted on: each family
-    of ``rows`` priced with the profile's parameters and kernel table, nothing refitted."""
-    cal = hw.calibration
-    if cal is None:
-        raise ConfigError(
-            f"hardware '{hw.name}' has no calibration section to check (calibrated profiles "
-            "are listed by llmsim hardware)",
-            field="gpu",
-        )
-    table = read_kernel_table(cal.kernel_table) if cal.kernel_table else None
-    records = (
-        table.assign(past=0.0, source="table", model="")
-        if table is not None
-        else pd.DataFrame(columns=[*OPERATOR_COLUMNS, "past"])
-    )
-    params: dict[str, BaseModel] = {family: getattr(cal, family) for family in (*KERNEL_FAMILIES,)}
-    label = f"predicted by the {hw.name} profile (not fitted)"
-    out: list[FidelityRow] = []
-    for family in F.FAMILIES:
-        own = rows[rows["family"] == family]
-        if own.empty:
-            continue
-        groups = [("", own)]
-        if family == "gemm":
-            groups = [(str(d), own[own["dtype"] == d]) for d in sorted(set(own["dtype"]))]
-        for dtype, sub in groups:
-            ref = records[records["family"] == family]
-            if family == "all_reduce":
-                pred = F.predict_all_reduce_rows(cal.collectives.all_reduce, sub, hw, ref)
-            elif family == "gemm":
-                if dtype not in cal.gemm:
-                    continue
-                th = K.theta(cal.gemm[dtype], K.GEMM)
-                ref = ref[ref["dtype"] == dtype]
-                pred = F.predict_with_table(family, th, ref, sub, hw)
-            else:
-                th = K.theta(params[family], F.FAMILIES[family].names)
-                pred = F.predict_with_table(family, th, ref, sub, hw)
-            measured = sub["time_s"].to_numpy(dtype=float)
-            name = f"gemm {dtype}" if family == "gemm" else family
-            row = H.summary(name, data, label, [H.ape(pred, measured)])
-            if row is not None:
-                out.append(row)
     return out
 
 

@@ -28,9 +28,14 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel
 
 from llmsim.calibration import fit as F
+from llmsim.calibration.records import OPERATOR_COLUMNS
+from llmsim.cost import kernels as K
 from llmsim.cost.kernel_table import FAMILIES as TABLE_FAMILIES
+from llmsim.cost.kernel_table import read_kernel_table
+from llmsim.errors import ConfigError
 from llmsim.hardware import HardwareProfile
 from llmsim.hardware_calibration import FidelityRow
 
@@ -216,3 +221,51 @@ def check_errors(
         "other source (not fitted)",
         [ape(pred, rows["time_s"].to_numpy(dtype=float))],
     )
+
+
+def profile_errors(hw: HardwareProfile, rows: pd.DataFrame, data: str) -> list[FidelityRow]:
+    """How well a calibrated profile predicts measurements it was not fitted on: each family
+    of ``rows`` priced with the profile's parameters and kernel table, nothing refitted."""
+    cal = hw.calibration
+    if cal is None:
+        raise ConfigError(
+            f"hardware '{hw.name}' has no calibration section to check (calibrated profiles "
+            "are listed by llmsim hardware)",
+            field="gpu",
+        )
+    table = read_kernel_table(cal.kernel_table) if cal.kernel_table else None
+    records = (
+        table.assign(past=0.0, source="table", model="")
+        if table is not None
+        else pd.DataFrame(columns=[*OPERATOR_COLUMNS, "past"])
+    )
+    kernels = ("elementwise", "prefill_attention", "decode_attention", "host")
+    params: dict[str, BaseModel] = {f: getattr(cal, f) for f in kernels}
+    label = f"predicted by the {hw.name} profile (not fitted)"
+    out: list[FidelityRow] = []
+    for family in F.FAMILIES:
+        own = rows[rows["family"] == family]
+        if own.empty:
+            continue
+        groups = [("", own)]
+        if family == "gemm":
+            groups = [(str(d), own[own["dtype"] == d]) for d in sorted(set(own["dtype"]))]
+        for dtype, sub in groups:
+            ref = records[records["family"] == family]
+            if family == "all_reduce":
+                pred = F.predict_all_reduce_rows(cal.collectives.all_reduce, sub, hw, ref)
+            elif family == "gemm":
+                if dtype not in cal.gemm:
+                    continue
+                th = K.theta(cal.gemm[dtype], K.GEMM)
+                ref = ref[ref["dtype"] == dtype]
+                pred = F.predict_with_table(family, th, ref, sub, hw)
+            else:
+                th = K.theta(params[family], F.FAMILIES[family].names)
+                pred = F.predict_with_table(family, th, ref, sub, hw)
+            measured = sub["time_s"].to_numpy(dtype=float)
+            name = f"gemm {dtype}" if family == "gemm" else family
+            row = summary(name, data, label, [ape(pred, measured)])
+            if row is not None:
+                out.append(row)
+    return out
