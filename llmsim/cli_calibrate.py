@@ -21,9 +21,12 @@ from llmsim.calibration.profile_yaml import profile_path, write_profile
 from llmsim.calibration.records import concat
 from llmsim.calibration.tables import table_file
 from llmsim.config_io import read_yaml
+from llmsim.cost.calibrated import CalibratedConfig
 from llmsim.errors import ConfigError, LlmsimError
 from llmsim.hardware import HardwareProfile, get_hardware
 from llmsim.hardware_calibration import Calibration, FidelityRow
+from llmsim.presets import get_preset
+from llmsim.scenario import EngineConfig
 
 out_console = Console()
 err_console = Console(stderr=True)
@@ -71,6 +74,33 @@ def _kernel_table(hw: HardwareProfile, rows: pd.DataFrame) -> str:
     for the families they did not measure (whose fitted values the profile keeps too)."""
     base = hw.calibration.kernel_table if hw.calibration is not None else ""
     return table_file(rows, USER_SOURCE, base) if len(rows) else base
+
+
+def _check_profile(
+    hw: HardwareProfile, data: list[Path], model: str | None, preset: str | None
+) -> list[FidelityRow]:
+    """A calibrated profile's error on operator and step measurements, nothing refitted."""
+    ops = [p for p in data if sniff(p) == "operators"]
+    steps = [p for p in data if p not in ops]
+    out: list[FidelityRow] = []
+    if ops:
+        measured = concat([read_operator_csv(p) for p in ops])
+        out += profile_errors(hw, measured, ", ".join(p.name for p in ops))
+    if steps:
+        table = pd.concat([read_step_csv(p) for p in steps], ignore_index=True)
+        if preset:
+            get_preset(preset, field="--preset")
+        engine = EngineConfig.model_validate({"preset": preset, "cost": {"kind": "calibrated"}})
+        cost = engine.cost if isinstance(engine.cost, CalibratedConfig) else None
+        pred = S.predict(table, S.cost_models(hw, cost), model or "")
+        label = f"predicted by the {hw.name} profile (not fitted)"
+        if preset:
+            label += f", {preset} host overhead"
+        names = ", ".join(p.name for p in steps)
+        row = summary("step", names, label, [ape(pred, table["time_s"].to_numpy(dtype=float))])
+        if row is not None:
+            out.append(row)
+    return out
 
 
 def _user_calibration(
@@ -187,9 +217,16 @@ def fidelity(
         typer.Option(
             "--data",
             "-d",
-            help="Operator measurements (llmsim CSV) to predict with one calibrated profile, "
-            "nothing refitted: how well it predicts your GPU. Repeatable.",
+            help="Operator or step measurements (llmsim CSV) to predict with one calibrated "
+            "profile, nothing refitted: how well it predicts your GPU. Repeatable.",
         ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model of step rows without a model column.")
+    ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(help="Engine preset whose host overhead prices step rows (llmsim presets)."),
     ] = None,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for fidelity.csv and fidelity.md.")
@@ -204,9 +241,7 @@ def fidelity(
             if len(gpus or []) != 1:
                 raise ConfigError("--data checks one profile: name exactly one", field="gpu")
             hw = get_hardware((gpus or [""])[0], field="gpu")
-            measured = concat([read_operator_csv(p) for p in data])
-            names = ", ".join(p.name for p in data)
-            rows = [(hw.name, r) for r in profile_errors(hw, measured, names)]
+            rows = [(hw.name, r) for r in _check_profile(hw, data, model, preset)]
         else:
             hws = [get_hardware(g, field="gpu").name for g in (gpus or C.shipped_names())]
             cache: dict[str, pd.DataFrame] = {}

@@ -72,3 +72,41 @@ def test_elementwise_rows_name_their_kind(tmp_path: Path) -> None:
     )
     csv.write_text("family,op,bytes,time_ms\nelementwise,activation,1024,0.01\nelementwise,,8,1\n")
     assert list(read_operator_csv(csv)["op"]) == ["activation", "norm"]
+
+
+def test_step_measurements_are_checked_with_the_engines_host_overhead(tmp_path: Path) -> None:
+    """A step the profile itself prices is predicted exactly; an engine preset's host
+    overhead moves the prediction by exactly the difference in host time."""
+    from llmsim.cost import BatchShape, CalibratedConfig
+    from llmsim.models import get_model
+    from llmsim.presets import get_preset
+
+    hw = get_hardware("H100-SXM")
+    cm = CalibratedConfig().build(get_model("Llama-3.1-8B"), hw, 1)
+    decode = cm.step_time(BatchShape.decode(16, 16_000))
+    prefill = cm.step_time(BatchShape.prefill([(1024, 0)]))
+    steps = tmp_path / "steps.csv"
+    steps.write_text(
+        "prefill_tokens,prefill_seqs,decode_seqs,decode_context,time_ms\n"
+        f"0,0,16,16000,{decode * 1e3!r}\n1024,1,0,0,{prefill * 1e3!r}\n"
+    )
+    args = ["fidelity", "H100-SXM", "--data", str(steps), "--model", "Llama-3.1-8B"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    row = pd.read_csv(tmp_path / "a" / "fidelity.csv").iloc[0]
+    assert row["family"] == "step" and row["points"] == 2 and row["median_ape"] < 1e-6
+    result = runner.invoke(app, [*args, "--preset", "vllm-v1", "--out", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    row = pd.read_csv(tmp_path / "b" / "fidelity.csv").iloc[0]
+    assert row["holdout"].endswith("vllm-v1 host overhead")
+    host = get_preset("vllm-v1").host
+    cal = hw.calibration
+    assert cal is not None
+    shift = (host.step_overhead_ms - cal.host.step_overhead_ms) * 1e-3
+    shift_seqs = (host.seq_overhead_us - cal.host.seq_overhead_us) * 1e-6
+    expected = sorted(
+        abs(shift + n * shift_seqs) / t * 100 for n, t in ((16, decode), (1, prefill))
+    )
+    assert row["median_ape"] == pytest.approx(sum(expected) / 2, rel=0.02)
+    result = runner.invoke(app, [*args, "--preset", "nope"])
+    assert result.exit_code == 2 and "unknown engine preset 'nope'" in result.output
