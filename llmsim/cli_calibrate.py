@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from llmsim.atomic import atomic_write_text
+from llmsim.atomic import atomic_write, atomic_write_text
 from llmsim.calibration import calibrate as C
 from llmsim.calibration import steps as S
 from llmsim.calibration.holdout import REGIMES, ape, profile_errors, summary
@@ -231,6 +232,12 @@ def fidelity(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for fidelity.csv and fidelity.md.")
     ] = Path("fidelity"),
+    plots: Annotated[
+        bool,
+        typer.Option(
+            "--plots", help="Also draw predicted against measured, one PNG per GPU (held out)."
+        ),
+    ] = False,
 ) -> None:
     """Held-out prediction error per GPU and operator family, from the shipped data (or a
     profile's error on your measurements, with --data)."""
@@ -268,10 +275,39 @@ def fidelity(
     atomic_write_text(out / "fidelity.md", "\n".join(md) + "\n")
     written = [out / "fidelity.csv", out / "fidelity.md"]
     if by_size:
-        written += _write_by_size(pd.concat(by_size, ignore_index=True), out)
+        held = pd.concat(by_size, ignore_index=True)
+        written += _write_by_size(held, out)
+        if plots:
+            written += _plot_fidelity(held, out)
     out_console.print(_fidelity_table("Held-out prediction error", rows))
     took = time.perf_counter() - started
     out_console.print(f"wrote {', '.join(str(p) for p in written)} in {took:.1f} s")
+
+
+def _plot_fidelity(detail: pd.DataFrame, out: Path) -> list[Path]:
+    """``<gpu>.png`` per GPU: predicted against measured for each held-out family."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from llmsim import plots
+
+    written = []
+    for gpu, rows in detail.groupby("gpu", sort=False):
+        groups = list(rows.groupby(["family", "data", "holdout"], sort=False))
+        axes = plots.grid(len(groups), cols=4, size=(4.2, 3.8))
+        for ax, ((family, data, holdout), sub) in zip(axes, groups, strict=True):
+            plots.fidelity(sub, ax=ax, title=f"{family}, {data}\n{holdout}")
+        fig = axes[0].get_figure(root=True)
+        assert fig is not None
+        fig.suptitle(f"{gpu}: held-out kernel times, predicted against measured")
+        fig.tight_layout()
+        path = out / f"{gpu}.png"
+        atomic_write(path, partial(fig.savefig, format="png", dpi=110))
+        plt.close(fig)
+        written.append(path)
+    return written
 
 
 def _write_by_size(detail: pd.DataFrame, out: Path) -> list[Path]:

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.ticker import NullFormatter
 
 from llmsim.metrics import Weighted
 from llmsim.result import SimulationResult
@@ -129,6 +130,39 @@ def cdf(
         ax.set_xscale("log")
     ax.legend()
     ax.grid(alpha=0.3)
+    return ax
+
+
+def fidelity(
+    rows: pd.DataFrame, *, ax: Axes | None = None, title: str = "", band: float = 0.15
+) -> Axes:
+    """Predicted against measured kernel times (``measured_s``, ``predicted_s``; the detail
+    rows of ``llmsim fidelity``), log-log, with the diagonal and a +-``band`` corridor."""
+    ax = _ax(ax)
+    measured = rows["measured_s"].to_numpy(dtype=float) * 1e3
+    predicted = rows["predicted_s"].to_numpy(dtype=float) * 1e3
+    ok = np.isfinite(predicted) & (measured > 0)
+    measured, predicted = measured[ok], predicted[ok]
+    many = measured.size > 500
+    ax.scatter(measured, predicted, s=4 if many else 16, alpha=0.35 if many else 0.8, linewidths=0)
+    lo = float(min(measured.min(), predicted.min())) * 0.8
+    hi = float(max(measured.max(), predicted.max())) * 1.25
+    line = np.array([lo, hi])
+    ax.plot(line, line, color="black", lw=0.8)
+    for f in (1 - band, 1 + band):
+        ax.plot(line, line * f, color="grey", lw=0.6, ls="--")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ape = np.abs(predicted / measured - 1) * 100
+    stats = f"median {np.median(ape):.1f} %, p90 {np.percentile(ape, 90):.1f} % (n={ape.size:,})"
+    ax.set_title(f"{title}\n{stats}" if title else stats, fontsize=9)
+    ax.set_xlabel("measured (ms)")
+    ax.set_ylabel("predicted (ms)")
+    ax.grid(alpha=0.3, which="both")
     return ax
 
 

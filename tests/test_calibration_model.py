@@ -169,8 +169,10 @@ def test_cli_errors_are_one_line_exit_2(tmp_path: Path) -> None:
 
 
 def test_cli_fidelity_writes_table(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["fidelity", "A40", "--out", str(tmp_path)])
+    result = runner.invoke(app, ["fidelity", "A40", "--out", str(tmp_path), "--plots"])
     assert result.exit_code == 0, result.output
+    png = (tmp_path / "A40.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 20_000
     text = (tmp_path / "fidelity.csv").read_text()
     assert "gemm bf16" in text and "leave-one-model-out" in text
     assert (tmp_path / "fidelity.md").read_text().startswith("| GPU |")

@@ -193,6 +193,8 @@ def family_errors(
                                 "data": source,
                                 "holdout": label,
                                 "regime": size_regime(family, held).to_numpy(),
+                                "measured_s": held["time_s"].to_numpy(dtype=float),
+                                "predicted_s": pred,
                                 "ape": errors[-1],
                             }
                         )
