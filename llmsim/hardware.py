@@ -107,7 +107,7 @@ def profiles_dir() -> Path:
 
 
 def with_files(profile: HardwareProfile, folder: Path, source: str) -> HardwareProfile:
-    """``profile`` with the files its calibration names (its GEMM table) made absolute against
+    """``profile`` with the file its calibration names (its kernel table) made absolute against
     ``folder``, the profile's own folder; a ConfigError when such a file is missing."""
     cal = profile.calibration
     if cal is None or not cal.kernel_table or Path(cal.kernel_table).is_absolute():

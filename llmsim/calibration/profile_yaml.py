@@ -111,7 +111,7 @@ def profile_text(datasheet: str, cal: Calibration, source: str = "<profile>") ->
 
 
 def write_profile(datasheet: str, cal: Calibration, out: Path) -> Path:
-    """Write a calibrated profile atomically; returns its path. Its GEMM table, if any, is
+    """Write a calibrated profile atomically; returns its path. Its kernel table, if any, is
     copied next to it first (``<stem>.kernels.parquet``), so the profile never names a missing
     file."""
     if cal.kernel_table:

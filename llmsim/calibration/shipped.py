@@ -46,7 +46,7 @@ class GpuData:
     transfers: dict[str, str] = field(default_factory=dict)  # family -> donor GPU
     data: str = ""
     engine: str = ""
-    kernel_table: str = ""  # source whose GEMM rows the profile carries as its GEMM table
+    kernel_table: str = ""  # the source whose rows the profile carries as its kernel table
 
 
 def _vidur_mlp(gpu: str) -> Table:

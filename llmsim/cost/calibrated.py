@@ -235,7 +235,7 @@ class CalibratedCostModel:
 
     def _grouped(self, rows: float, nk: tuple[float, float], groups: float) -> float:
         """Experts as one grouped GEMM: ``groups`` weights, ``rows / groups`` rows each, one
-        launch. Priced by the formula alone: a GEMM table measures dense GEMMs, whose times
+        launch. Priced by the formula alone: a kernel table measures dense GEMMs, whose times
         include the launch and tail that a grouped kernel pays once."""
         per = max(rows / groups, 1.0)
         launch = self._gemm_th[6] * 1e-6
