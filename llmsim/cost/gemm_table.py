@@ -81,11 +81,10 @@ class GemmTable:
 
     def curve(self, n: float, k: float, formula: Formula | None = None) -> Curve:
         """The corrected time of an ``n x k`` weight, by row count."""
-        formula = formula or self._formula
+        f = formula or self._formula
         m = self._m
         nn, kk = np.full_like(m, float(n)), np.full_like(m, float(k))
         ratio = self._ratios.at(_features(m, nn, kk))
-        f = formula
         return Curve(m, f(m, nn, kk) * np.exp(ratio), lambda rows: f(rows, float(n), float(k)))
 
     def predict(self, m: np.ndarray, n: np.ndarray, k: np.ndarray) -> np.ndarray:

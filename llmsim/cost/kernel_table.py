@@ -2,8 +2,8 @@
 correction carries over to shapes that were not measured.
 
 A calibrated profile may name a Parquet file next to it (``calibration.kernel_table``) with the
-GEMM, prefill-attention and decode-attention measurements it was fitted on, one row per timed
-kernel, in the columns of :data:`COLUMNS` (the llmsim operator format; unused columns empty):
+kernel measurements it was fitted on, one row per timed kernel, in the columns of
+:data:`COLUMNS` plus ``time_ms`` (the llmsim operator format; unused columns empty):
 
 * ``gemm``: ``dtype``, ``m``, ``n``, ``k``;
 * ``prefill_attention``: ``batch`` prompts of ``seq_len`` tokens, ``heads``, ``kv_heads``,
