@@ -1,5 +1,5 @@
 """The ``llmsim`` command line: run, validate, hardware, models; calibrate, fidelity and
-profile (in :mod:`llmsim.cli_calibrate`)."""
+profile (in :mod:`llmsim.cli_calibrate` and :mod:`llmsim.cli_fidelity`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from llmsim.cli_calibrate import calibrate, fidelity, profile
+from llmsim.cli_calibrate import calibrate, profile
+from llmsim.cli_fidelity import fidelity
 from llmsim.engine import Simulation, build_replica
 from llmsim.errors import LlmsimError
 from llmsim.hardware import list_hardware

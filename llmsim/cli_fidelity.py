@@ -1,0 +1,187 @@
+"""``llmsim fidelity``: held-out prediction error of the calibrated profiles, by family and by
+size, with plots; or one profile's error on a user's own measurements (registered in
+:mod:`llmsim.cli`)."""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+
+from llmsim.atomic import atomic_write, atomic_write_text
+from llmsim.calibration import calibrate as C
+from llmsim.calibration import steps as S
+from llmsim.calibration.holdout import REGIMES, ape, profile_errors, summary
+from llmsim.calibration.llmsim_csv import read_operator_csv, read_step_csv, sniff
+from llmsim.calibration.records import concat
+from llmsim.cli_calibrate import fail, fidelity_table, out_console
+from llmsim.cost.calibrated import CalibratedConfig
+from llmsim.errors import ConfigError, LlmsimError
+from llmsim.hardware import HardwareProfile, get_hardware
+from llmsim.hardware_calibration import FidelityRow
+from llmsim.presets import get_preset
+from llmsim.scenario import EngineConfig
+
+
+def _check_profile(
+    hw: HardwareProfile, data: list[Path], model: str | None, preset: str | None
+) -> list[FidelityRow]:
+    """A calibrated profile's error on operator and step measurements, nothing refitted."""
+    ops = [p for p in data if sniff(p) == "operators"]
+    steps = [p for p in data if p not in ops]
+    out: list[FidelityRow] = []
+    if ops:
+        measured = concat([read_operator_csv(p) for p in ops])
+        out += profile_errors(hw, measured, ", ".join(p.name for p in ops))
+    if steps:
+        table = pd.concat([read_step_csv(p) for p in steps], ignore_index=True)
+        if preset:
+            get_preset(preset, field="--preset")
+        engine = EngineConfig.model_validate({"preset": preset, "cost": {"kind": "calibrated"}})
+        cost = engine.cost if isinstance(engine.cost, CalibratedConfig) else None
+        pred = S.predict(table, S.cost_models(hw, cost), model or "")
+        label = f"predicted by the {hw.name} profile (not fitted)"
+        if preset:
+            label += f", {preset} host overhead"
+        names = ", ".join(p.name for p in steps)
+        row = summary("step", names, label, [ape(pred, table["time_s"].to_numpy(dtype=float))])
+        if row is not None:
+            out.append(row)
+    return out
+
+
+def fidelity(
+    gpus: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="GPU profile names or profile .yaml paths (default: every GPU with shipped data).",
+            show_default=False,
+        ),
+    ] = None,
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--data",
+            "-d",
+            help="Operator or step measurements (llmsim CSV) to predict with one calibrated "
+            "profile, nothing refitted: how well it predicts your GPU. Repeatable.",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model of step rows without a model column.")
+    ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(help="Engine preset whose host overhead prices step rows (llmsim presets)."),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for fidelity.csv and fidelity.md.")
+    ] = Path("fidelity"),
+    plots: Annotated[
+        bool,
+        typer.Option(
+            "--plots", help="Also draw predicted against measured, one PNG per GPU (held out)."
+        ),
+    ] = False,
+) -> None:
+    """Held-out prediction error per GPU and operator family, from the shipped data (or a
+    profile's error on your measurements, with --data)."""
+    started = time.perf_counter()
+    by_size: list[pd.DataFrame] = []
+    try:
+        if data:
+            if len(gpus or []) != 1:
+                raise ConfigError("--data checks one profile: name exactly one", field="gpu")
+            hw = get_hardware((gpus or [""])[0], field="gpu")
+            rows = [(hw.name, r) for r in _check_profile(hw, data, model, preset)]
+        else:
+            hws = [get_hardware(g, field="gpu").name for g in (gpus or C.shipped_names())]
+            cache: dict[str, pd.DataFrame] = {}
+            rows = []
+            for name in hws:
+                detail: list[pd.DataFrame] = []
+                cal = C.calibrate_shipped(name, cache=cache, detail=detail)
+                rows.extend((name, r) for r in cal.fidelity)
+                by_size.extend(d.assign(gpu=name) for d in detail)
+    except LlmsimError as exc:
+        raise fail(exc) from None
+    table = pd.DataFrame([{"gpu": g, **r.model_dump()} for g, r in rows])
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "fidelity.csv", table.to_csv(index=False))
+    md = [
+        "| GPU | family | data | held out | rows | median APE % | p90 APE % |",
+        "|---|---|---|---|---:|---:|---:|",
+    ]
+    md += [
+        f"| {g} | {r.family} | {r.data} | {r.holdout} | {r.points:,} | "
+        f"{r.median_ape:.1f} | {r.p90_ape:.1f} |"
+        for g, r in rows
+    ]
+    atomic_write_text(out / "fidelity.md", "\n".join(md) + "\n")
+    written = [out / "fidelity.csv", out / "fidelity.md"]
+    if by_size:
+        held = pd.concat(by_size, ignore_index=True)
+        written += _write_by_size(held, out)
+        if plots:
+            written += _plot_fidelity(held, out)
+    out_console.print(fidelity_table("Held-out prediction error", rows))
+    took = time.perf_counter() - started
+    out_console.print(f"wrote {', '.join(str(p) for p in written)} in {took:.1f} s")
+
+
+def _plot_fidelity(detail: pd.DataFrame, out: Path) -> list[Path]:
+    """``<gpu>.png`` per GPU: predicted against measured for each held-out family."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from llmsim import plots
+
+    written = []
+    for gpu, rows in detail.groupby("gpu", sort=False):
+        groups = list(rows.groupby(["family", "data", "holdout"], sort=False))
+        axes = plots.grid(len(groups), cols=4, size=(4.2, 3.8))
+        for ax, ((family, data, holdout), sub) in zip(axes, groups, strict=True):
+            plots.fidelity(sub, ax=ax, title=f"{family}, {data}\n{holdout}")
+        fig = axes[0].get_figure(root=True)
+        assert fig is not None
+        fig.suptitle(f"{gpu}: held-out kernel times, predicted against measured")
+        fig.tight_layout()
+        path = out / f"{gpu}.png"
+        atomic_write(path, partial(fig.savefig, format="png", dpi=110))
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def _write_by_size(detail: pd.DataFrame, out: Path) -> list[Path]:
+    """Held-out error by size regime (``fidelity_by_size.csv`` and ``.md``)."""
+    keys = ["gpu", "family", "data", "holdout", "regime"]
+    grouped = detail.groupby(keys, sort=False)["ape"]
+    table = pd.DataFrame(
+        {
+            "points": grouped.size(),
+            "median_ape": grouped.median().round(1),
+            "p90_ape": grouped.quantile(0.9).round(1),
+        }
+    ).reset_index()
+    order = {r: i for i, r in enumerate(REGIMES)}
+    table = table.sort_values("regime", key=lambda r: r.map(order), kind="stable")
+    table = table.sort_values(keys[:4], kind="stable")
+    atomic_write_text(out / "fidelity_by_size.csv", table.to_csv(index=False))
+    md = [
+        "| GPU | family | data | held out | sizes | rows | median APE % | p90 APE % |",
+        "|---|---|---|---|---|---:|---:|---:|",
+    ]
+    md += [
+        f"| {r.gpu} | {r.family} | {r.data} | {r.holdout} | {r.regime} | {r.points:,} | "
+        f"{r.median_ape:.1f} | {r.p90_ape:.1f} |"
+        for r in table.itertuples()
+    ]
+    atomic_write_text(out / "fidelity_by_size.md", "\n".join(md) + "\n")
+    return [out / "fidelity_by_size.csv", out / "fidelity_by_size.md"]
