@@ -113,11 +113,26 @@ class AllReduceParams(_Params):
     bus_bandwidth_gbps: float = Field(gt=0, description="NCCL bus bandwidth, GB/s")
 
 
+class SendRecvParams(_Params):
+    """Point-to-point transfer between two GPUs (activations between pipeline stages):
+    ``latency + bytes / bandwidth``."""
+
+    scope: Literal["intra-node", "inter-node"] = Field(description="GPUs in one server or two")
+    latency_us: float = Field(ge=0, description="fixed time of one transfer, microseconds")
+    bandwidth_gbps: float = Field(gt=0, description="achieved bandwidth, GB/s")
+
+
 class CollectiveParams(_Params):
-    """All-reduce parameters per GPU count; other counts use the nearest fitted one."""
+    """All-reduce parameters per GPU count (other counts use the nearest fitted one), and
+    point-to-point transfers within a server and between servers."""
 
     source: str = Field(default="", description="what these values were fitted on")
     all_reduce: tuple[AllReduceParams, ...] = ()
+    send_recv: tuple[SendRecvParams, ...] = ()
+
+    def transfer(self, scope: str = "intra-node") -> SendRecvParams | None:
+        """The fitted point-to-point transfer of ``scope``, if any."""
+        return next((p for p in self.send_recv if p.scope == scope), None)
 
 
 class HostParams(_Params):

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from llmsim.cost import ConstantConfig, CostConfig, CostModel
+from llmsim.cost import CalibratedConfig, ConstantConfig, CostConfig, CostModel
 from llmsim.cost.pipeline import PipelineCostModel
 from llmsim.cost.speculative import SpeculativeCostModel
 from llmsim.errors import ConfigError
@@ -110,10 +110,11 @@ def _cost_model(
         return cfg.build(model, hw, tp)
     stage = model.model_copy(update={"num_layers": -(-model.num_layers // pp)})
     hidden = model.hidden_size * 2.0  # bf16 activations per token between stages
-    link = hw.interconnect
-    return PipelineCostModel(
-        cfg.build(stage, hw, tp), pp, hidden, link.bandwidth_gbps * 1e9, link.latency_us * 1e-6
-    )
+    gbps, latency_us = hw.interconnect.bandwidth_gbps, hw.interconnect.latency_us
+    measured = hw.calibration.collectives.transfer("intra-node") if hw.calibration else None
+    if isinstance(cfg, CalibratedConfig) and measured is not None:
+        gbps, latency_us = measured.bandwidth_gbps, measured.latency_us
+    return PipelineCostModel(cfg.build(stage, hw, tp), pp, hidden, gbps * 1e9, latency_us * 1e-6)
 
 
 def _draft_model(scenario: Scenario, pol: Any, target: ModelSpec) -> ModelSpec | None:

@@ -105,6 +105,11 @@ def vidur(src: Path) -> None:
         ar = ar[ar["rank"] == 0]
         keep = ["num_workers", "size", "devices_per_node", "time_stats.all_reduce.median"]
         _csv(ar[keep], OUT / "vidur" / f"{cluster}_all_reduce.csv.gz")
+    for cluster in ("a100_dgx", "h100_dgx", "a40_pairwise_nvlink"):
+        sr = pd.read_csv(src / "network" / cluster / "send_recv.csv", index_col=0)
+        sr = sr[sr["rank"] == 0]
+        keep = ["num_workers", "size", "devices_per_node", "time_stats.send_recv.median"]
+        _csv(sr[keep], OUT / "vidur" / f"{cluster}_send_recv.csv.gz")
     shutil.copyfile(src / "LICENSE", OUT / "LICENSE-vidur-MIT")
 
 

@@ -225,7 +225,10 @@ def test_profiler_on_cpu_writes_llmsim_csv(tmp_path: Path) -> None:
         "prefill_attention",
         "decode_attention",
         "all_reduce",
+        "send_recv",
     }
+    transfers = rows[rows["family"] == "send_recv"]
+    assert set(transfers["op"]) == {"intra-node"} and set(transfers["gpus"]) == {2.0}
     assert out.read_text().startswith("# llmsim profile: Tiny-Test")
     result = runner.invoke(app, ["calibrate", "L4", "--data", str(out), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output

@@ -125,9 +125,13 @@ def fit_families(
         else:
             out[family] = DEFAULTS[family]
     ar = rows[rows["family"] == "all_reduce"]
-    if len(ar):
+    sr = rows[rows["family"] == "send_recv"]
+    if len(ar) or len(sr):
+        old = base.collectives if base is not None else CollectiveParams()
         out["collectives"] = CollectiveParams(
-            source=describe(ar), all_reduce=F.fit_all_reduce(ar, hw)
+            source=describe(pd.concat([ar, sr])),
+            all_reduce=F.fit_all_reduce(ar, hw) if len(ar) else old.all_reduce,
+            send_recv=F.fit_send_recv(sr, hw) if len(sr) else old.send_recv,
         )
     elif base is not None:
         out["collectives"] = base.collectives
@@ -154,7 +158,7 @@ def holdout_errors(
         sub = rows[(rows["family"] == "gemm") & (rows["dtype"] == dtype)]
         source = table_source(rows, preferred, "gemm")
         out.extend(H.family_errors("gemm", sub, hw, source, f"gemm {dtype}", detail))
-    for family in (*KERNEL_FAMILIES, "all_reduce"):
+    for family in (*KERNEL_FAMILIES, "all_reduce", "send_recv"):
         sub = rows[rows["family"] == family]
         if len(sub):
             source = table_source(rows, preferred, family)

@@ -32,6 +32,7 @@ from llmsim.hardware_calibration import (
     GemmParams,
     HostParams,
     PrefillAttentionParams,
+    SendRecvParams,
 )
 
 MAX_ROWS = 4000  # rows per fit after thinning
@@ -141,6 +142,11 @@ def predict_all_reduce(th: Sequence[float], rows: pd.DataFrame, hw: HardwareProf
     return out
 
 
+def predict_send_recv(th: Sequence[float], rows: pd.DataFrame, hw: HardwareProfile) -> np.ndarray:
+    out: np.ndarray = K.send_recv_time(th, _col(rows, "nbytes"))
+    return out
+
+
 def predict_host(th: Sequence[float], rows: pd.DataFrame, hw: HardwareProfile) -> np.ndarray:
     out: np.ndarray = K.host_time(th, _col(rows, "batch"), _col(rows, "tp"))
     return out
@@ -191,6 +197,9 @@ FAMILIES: dict[str, Family] = {
     ),
     "all_reduce": Family(
         K.ALL_REDUCE, predict_all_reduce, (0.0, 1.0), (1000.0, 5000.0), ((10.0, 100.0),)
+    ),
+    "send_recv": Family(
+        K.SEND_RECV, predict_send_recv, (0.0, 0.1), (1000.0, 5000.0), ((10.0, 50.0),)
     ),
     "host": Family(K.HOST, predict_host, (0.0, 0.0, 0.0), (100.0, 1e4, 100.0), ((1.0, 30.0, 1.0),)),
 }
@@ -329,6 +338,27 @@ def fit_all_reduce(rows: pd.DataFrame, hw: HardwareProfile) -> tuple[AllReducePa
         lat, bus = fit_family("all_reduce", group, hw)
         out.append(AllReduceParams(gpus=int(gpus), latency_us=lat, bus_bandwidth_gbps=bus))
     return tuple(out)
+
+
+def fit_send_recv(rows: pd.DataFrame, hw: HardwareProfile) -> tuple[SendRecvParams, ...]:
+    """One latency-bandwidth fit per scope (``op``: intra-node, inter-node)."""
+    out = []
+    for scope in sorted(set(rows["op"])):
+        lat, gbps = fit_family("send_recv", rows[rows["op"] == scope], hw)
+        out.append(SendRecvParams(scope=scope, latency_us=lat, bandwidth_gbps=gbps))
+    return tuple(out)
+
+
+def predict_send_recv_rows(
+    fits: Sequence[SendRecvParams], rows: pd.DataFrame, hw: HardwareProfile
+) -> np.ndarray:
+    """Seconds for send/recv rows of the fitted scopes (NaN elsewhere)."""
+    out = np.full(len(rows), np.nan)
+    scopes = rows["op"].to_numpy()
+    for fit in fits:
+        sel = scopes == fit.scope
+        out[sel] = predict_send_recv((fit.latency_us, fit.bandwidth_gbps), rows[sel], hw)
+    return out
 
 
 def predict_all_reduce_rows(

@@ -46,6 +46,7 @@ SHAPE_KEYS = {
     "prefill_attention": ("heads", "kv_heads", "head_dim", "seq_len"),
     "decode_attention": ("heads", "kv_heads", "head_dim", "seq_len"),
     "all_reduce": ("gpus", "nbytes"),
+    "send_recv": ("op", "nbytes"),
     "host": ("batch", "tp"),
 }
 # Attention is also held out by whole head configuration (every length and batch of it): the
@@ -89,6 +90,8 @@ def fit_and_predict(
     """Seconds predicted for ``test`` by a fit on ``train``; with ``table_source``, as a
     profile whose kernel table holds that source's training rows predicts them."""
     table = train[train["source"] == table_source]
+    if family == "send_recv":
+        return F.predict_send_recv_rows(F.fit_send_recv(train, hw), test, hw)
     if family == "all_reduce":
         return F.predict_all_reduce_rows(F.fit_all_reduce(train, hw), test, hw, table)
     th = F.fit_family(family, train, hw)
@@ -142,7 +145,7 @@ def size_regime(family: str, rows: pd.DataFrame) -> pd.Series:
     if family in ("prefill_attention", "decode_attention"):
         batch = cut("batch", (4, 64), BATCH_REGIMES)
         return batch + ", " + cut("seq_len", (1024, 16384), LENGTH_REGIMES)
-    if family in ("elementwise", "all_reduce"):
+    if family in ("elementwise", "all_reduce", "send_recv"):
         return cut("nbytes", (2**16, 2**22), BYTES_REGIMES)
     return cut("batch", (4, 64), BATCH_REGIMES)
 
@@ -256,6 +259,8 @@ def profile_errors(hw: HardwareProfile, rows: pd.DataFrame, data: str) -> list[F
             ref = records[records["family"] == family]
             if family == "all_reduce":
                 pred = F.predict_all_reduce_rows(cal.collectives.all_reduce, sub, hw, ref)
+            elif family == "send_recv":
+                pred = F.predict_send_recv_rows(cal.collectives.send_recv, sub, hw)
             elif family == "gemm":
                 if dtype not in cal.gemm:
                     continue

@@ -14,6 +14,8 @@ family                 columns
 ``decode_attention``   ``batch``, ``seq_len`` (cached tokens per sequence, the new one
                        included), ``heads``, ``kv_heads``, ``head_dim``
 ``all_reduce``         ``bytes``, ``gpus``
+``send_recv``          ``bytes`` between two GPUs; ``op``: intra-node (default) or
+                       inter-node
 ``host``               ``batch`` (sequences in the step), ``tp`` (default 1)
 =====================  ==========================================================
 
@@ -48,6 +50,7 @@ FAMILY_COLUMNS: dict[str, tuple[str, ...]] = {
     "prefill_attention": ("batch", "seq_len", "heads", "kv_heads", "head_dim"),
     "decode_attention": ("batch", "seq_len", "heads", "kv_heads", "head_dim"),
     "all_reduce": ("bytes", "gpus"),
+    "send_recv": ("bytes",),
     "host": ("batch",),
 }
 OPTIONAL_NUMBERS = {"past": 0.0, "tp": 1.0, "gpus": math.nan}
@@ -169,6 +172,15 @@ def read_operator_csv(path: str | Path, source: str = USER_SOURCE) -> pd.DataFra
                 field=f"line {lineno}",
             )
         op = family
+        if family == "send_recv":
+            op = row.get("op", "") or "intra-node"
+            if op not in ("intra-node", "inter-node"):
+                raise ConfigError(
+                    f"column 'op' has {op!r}; valid: intra-node, inter-node",
+                    source=src,
+                    field=f"line {lineno}",
+                )
+            values["gpus"] = 2.0
         if family == "elementwise":
             op = row.get("op", "") or "norm"
             if op not in ELEMENTWISE_OPS:

@@ -248,15 +248,31 @@ def _all_reduce_worker(
     for nbytes in ALL_REDUCE_BYTES:
         x = torch.ones(nbytes // 2, device=dev, dtype=torch.bfloat16)
         sec = timed(partial(torch.distributed.all_reduce, x))
-        lines.append(f"{nbytes},{sec * 1e3:.6g}")
+        lines.append(f"all_reduce,{nbytes},{sec * 1e3:.6g}")
+    # Point to point, as between pipeline stages: rank 0 sends, rank 1 receives, both call
+    # the timed function equally often; the others wait.
+    for nbytes in ALL_REDUCE_BYTES:
+        x = torch.ones(nbytes // 2, device=dev, dtype=torch.bfloat16)
+        if rank < 2:
+            op = torch.distributed.send if rank == 0 else torch.distributed.recv
+            sec = timed(partial(_transfer, torch, op, x, 1 - rank, cuda))
+            lines.append(f"send_recv,{nbytes},{sec * 1e3:.6g}")
+        torch.distributed.barrier()
     torch.distributed.barrier()
     if rank == 0:
         Path(result).write_text("\n".join(lines), encoding="utf-8")
     torch.distributed.destroy_process_group()
 
 
+def _transfer(torch: Any, op: Callable[..., object], x: Any, peer: int, cuda: bool) -> None:
+    op(x, peer)
+    if cuda:
+        torch.cuda.synchronize()
+
+
 def measure_all_reduce(spec: ProfileSpec) -> list[dict[str, object]]:
-    """All-reduce rows over ``spec.gpus`` processes (none when ``gpus`` is 1)."""
+    """All-reduce rows over ``spec.gpus`` processes, and send/recv rows between two of them
+    (none when ``gpus`` is 1)."""
     if spec.gpus < 2:
         return []
     torch = import_torch()
@@ -274,10 +290,16 @@ def measure_all_reduce(spec: ProfileSpec) -> list[dict[str, object]]:
             nprocs=spec.gpus,
             join=True,
         )
-        pairs = [ln.split(",") for ln in Path(result).read_text(encoding="utf-8").splitlines()]
+        lines = [ln.split(",") for ln in Path(result).read_text(encoding="utf-8").splitlines()]
     return [
-        {"family": "all_reduce", "bytes": int(b), "gpus": spec.gpus, "time_ms": float(t)}
-        for b, t in pairs
+        {
+            "family": family,
+            "op": "intra-node" if family == "send_recv" else "",
+            "bytes": int(b),
+            "gpus": spec.gpus if family == "all_reduce" else 2,
+            "time_ms": float(t),
+        }
+        for family, b, t in lines
     ]
 
 

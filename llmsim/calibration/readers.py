@@ -241,6 +241,28 @@ def read_vidur_all_reduce(path: str | Path) -> pd.DataFrame:
     )
 
 
+def read_vidur_send_recv(path: str | Path) -> pd.DataFrame:
+    """Vidur ``send_recv.csv``: a transfer between two GPUs by size (bytes), within one
+    server (``devices_per_node`` >= 2, ``op`` intra-node) or between two (inter-node)."""
+    frame, unit = read_table(path)
+    v = require(
+        frame,
+        ("num_workers", "size", "devices_per_node", "time_stats.send_recv.median"),
+        str(path),
+        unit,
+        positive=("num_workers", "size", "devices_per_node"),
+    )
+    same = v["devices_per_node"] >= v["num_workers"]
+    return operator_frame(
+        family="send_recv",
+        source="vidur",
+        op=np.where(same, "intra-node", "inter-node"),
+        nbytes=v["size"],
+        gpus=v["num_workers"],
+        time_s=v["time_stats.send_recv.median"] * MS,
+    )
+
+
 VIDUR_HOST = (
     "schedule_median",
     "sampler_e2e_median",

@@ -20,6 +20,7 @@ FAMILIES = (
     "prefill_attention",
     "decode_attention",
     "all_reduce",
+    "send_recv",
     "host",
 )
 

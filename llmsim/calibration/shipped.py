@@ -78,12 +78,14 @@ SHIPPED: dict[str, GpuData] = {
             _vidur_mlp("a100"),
             *_aic("a100_sxm"),
             Table("vidur/a100_cpu_overheads.csv.gz", R.read_vidur_cpu_overheads),
+            Table("vidur/a100_dgx_send_recv.csv.gz", R.read_vidur_send_recv),
         ),
         check=(
             Table("vidur/a100_attention.csv.gz", _vidur_attention),
             Table("vidur/a100_dgx_all_reduce.csv.gz", R.read_vidur_all_reduce),
         ),
-        data=f"{VIDUR} (a100 mlp, a100 cpu_overheads); {AIC} (a100_sxm gemm, attention, nccl)",
+        data=f"{VIDUR} (a100 mlp, a100 cpu_overheads, a100_dgx send_recv); {AIC} (a100_sxm "
+        "gemm, attention, nccl)",
         engine="vLLM 0.14.0 kernels, NCCL 2.27.3 (aiconfigurator); Vidur's vLLM-based "
         "profiler (2024)",
         kernel_table="aiconfigurator",
@@ -92,10 +94,11 @@ SHIPPED: dict[str, GpuData] = {
         fit=(
             _vidur_mlp("h100"),
             *_aic("h100_sxm"),
+            Table("vidur/h100_dgx_send_recv.csv.gz", R.read_vidur_send_recv),
         ),
         check=(Table("vidur/h100_dgx_all_reduce.csv.gz", R.read_vidur_all_reduce),),
         transfers={"host": "A100-80GB"},
-        data=f"{VIDUR} (h100 mlp); {AIC} (h100_sxm gemm, attention, nccl)",
+        data=f"{VIDUR} (h100 mlp, h100_dgx send_recv); {AIC} (h100_sxm gemm, attention, nccl)",
         engine="vLLM 0.19.0 kernels, NCCL 2.29.2 (aiconfigurator); Vidur's vLLM-based "
         "profiler (2024)",
         kernel_table="aiconfigurator",
@@ -118,9 +121,10 @@ SHIPPED: dict[str, GpuData] = {
         fit=(
             _vidur_mlp("a40"),
             Table("vidur/a40_cpu_overheads.csv.gz", R.read_vidur_cpu_overheads),
+            Table("vidur/a40_pairwise_nvlink_send_recv.csv.gz", R.read_vidur_send_recv),
         ),
         transfers={"prefill_attention": "A100-80GB", "decode_attention": "A100-80GB"},
-        data=f"{VIDUR} (a40 mlp, a40 cpu_overheads)",
+        data=f"{VIDUR} (a40 mlp, a40 cpu_overheads, a40_pairwise_nvlink send_recv)",
         engine="Vidur's vLLM-based profiler (2024)",
         kernel_table="vidur",
     ),

@@ -67,6 +67,7 @@ DECODE_ATTENTION = (
     "launch_us",
 )
 ALL_REDUCE = ("latency_us", "bus_bandwidth_gbps")
+SEND_RECV = ("latency_us", "bandwidth_gbps")
 HOST = ("step_overhead_ms", "seq_overhead_us", "tp_overhead_ms")
 
 QUERY_BLOCK = 128  # query rows per attention work item (FlashAttention's usual tile)
@@ -256,6 +257,13 @@ def all_reduce_time(th: Sequence[float], nbytes: Num, gpus: Num) -> Num:
     """Ring all-reduce of ``nbytes`` over ``gpus`` GPUs."""
     latency_us, bus_gbps = th
     out: Num = latency_us * 1e-6 + 2.0 * (gpus - 1.0) / gpus * nbytes / (bus_gbps * 1e9)
+    return out
+
+
+def send_recv_time(th: Sequence[float], nbytes: Num) -> Num:
+    """A point-to-point transfer of ``nbytes`` between two GPUs (pipeline stages)."""
+    latency_us, gbps = th
+    out: Num = latency_us * 1e-6 + nbytes / (gbps * 1e9)
     return out
 
 
