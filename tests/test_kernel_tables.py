@@ -384,3 +384,20 @@ def test_calibrated_steps_grow_with_work(
     assert q >= p * (1 - 1e-12)
     chunk = cm.step_time(BatchShape.prefill([(tokens, past)]))  # type: ignore[attr-defined]
     assert chunk >= p * (1 - 1e-12)
+
+
+def test_kernel_table_can_be_switched_off() -> None:
+    """``kernel_table: false`` prices with the fitted formulas alone: the same as a profile
+    without a table, and different from the corrected model."""
+    hw = get_hardware("H100-SXM")
+    assert hw.calibration is not None
+    bare = hw.model_copy(
+        update={"calibration": hw.calibration.model_copy(update={"kernel_table": ""})}
+    )
+    model = get_model("Llama-3.1-8B")
+    off = CalibratedConfig(kernel_table=False).build(model, hw, 1)
+    none = CalibratedConfig().build(model, bare, 1)
+    on = CalibratedConfig().build(model, hw, 1)
+    for seqs, ctx in ((1, 100), (64, 64_000)):
+        assert off.decode_step_time(seqs, ctx) == none.decode_step_time(seqs, ctx)
+        assert on.decode_step_time(seqs, ctx) != off.decode_step_time(seqs, ctx)

@@ -64,6 +64,11 @@ class CalibratedConfig(BaseModel):
     compute_dtype: Literal["bf16", "fp16", "fp8"] | None = Field(
         default=None, description="GEMM data type; default follows the weights (fp8 weights: fp8)."
     )
+    kernel_table: bool = Field(
+        default=True,
+        description="Correct the fitted formulas with the profile's measured kernels (its "
+        "kernel table); false: the formulas alone.",
+    )
 
     def build(self, model: ModelSpec, hardware: HardwareProfile, tp: int) -> CalibratedCostModel:
         return CalibratedCostModel(model, hardware, tp, self)
@@ -154,7 +159,7 @@ class CalibratedCostModel:
         a curve per GEMM weight (built on first use), an attention surface per phase (none for
         MLA, which the tables do not measure), a curve per elementwise kind and one for the
         all-reduce when its GPU count was measured. Without a table: none of them."""
-        path = cal.kernel_table
+        path = cal.kernel_table if self.cfg.kernel_table else ""
         self._gemm_table: T.GemmTable | None = None
         self._gemm_curves: dict[tuple[float, float], Curve] = {}
         self._prefill_surface = self._surface(path, "prefill_attention", self._pa_th)
