@@ -150,7 +150,7 @@ class CalibratedCostModel:
         self._structure()
         self._measured(cal, fitted_gpus=fitted.gpus if fitted is not None else 0)
         self._linear_cache: dict[int, float] = {}
-        self._decode_cache: dict[int, tuple[float, float]] = {}
+        self._decode_cache: dict[int, tuple[float, float, A.SurfaceRow | None]] = {}
 
     # --- structure -------------------------------------------------------------------------
 
@@ -165,7 +165,6 @@ class CalibratedCostModel:
         self._prefill_surface = self._surface(path, "prefill_attention", self._pa_th)
         self._decode_surface = self._surface(path, "decode_attention", self._da_th)
         self._prefill_rows: dict[int, A.SurfaceRow] = {}
-        self._decode_rows: dict[int, A.SurfaceRow] = {}
         self._ar_curve: Curve | None = None
         self._ew_curves: list[Curve | None] = [None] * len(K.ELEMENTWISE_KINDS)
         if not path:
@@ -335,9 +334,8 @@ class CalibratedCostModel:
                     kv_bytes=self._kv_bytes,
                 )
             )
-        row = self._decode_rows.get(seqs)
-        if row is None:
-            row = self._decode_rows[seqs] = self._decode_surface.row(float(seqs))
+        row = self._decode_terms(seqs)[2]
+        assert row is not None
         return self._layers * row(context / seqs)
 
     def _prefill_attention(self, shape: BatchShape) -> float:
@@ -367,32 +365,36 @@ class CalibratedCostModel:
         length = shape.prefill_tokens / seqs
         return t * row(length) / float(surface.formula(float(seqs), length))
 
-    def _decode_terms(self, seqs: int) -> tuple[float, float]:
-        """(seconds independent of context, seconds per cached token) of a decode step; with
-        a measured decode-attention surface, attention is left out of both."""
+    def _decode_terms(self, seqs: int) -> tuple[float, float, A.SurfaceRow | None]:
+        """(seconds independent of context, seconds per cached token, measured attention row)
+        of a decode step of ``seqs`` sequences, cached. With a measured decode-attention
+        surface the row prices attention and the first two leave it out; without one the row
+        is None."""
         cached = self._decode_cache.get(seqs)
-        if cached is None:
-            s = float(seqs)
-            base = (
-                self._linear_layers(seqs)
-                + self._gemm(s, self._lm_head)
-                + K.host_time(self._host_th, s, float(self.tp))
+        if cached is not None:
+            return cached
+        s = float(seqs)
+        base = float(
+            self._linear_layers(seqs)
+            + self._gemm(s, self._lm_head)
+            + K.host_time(self._host_th, s, float(self.tp))
+        )
+        slope, row = 0.0, None
+        if self._decode_surface is not None:
+            row = self._decode_surface.row(s)
+        else:
+            base += self._layers * float(K.decode_attention_base(self._da_th, s, self._kv_heads))
+            slope = self._layers * float(
+                K.decode_attention_slope(
+                    self._da_th,
+                    s,
+                    self._kv_heads,
+                    self._head_dim,
+                    bandwidth=self._bw,
+                    kv_bytes=self._kv_bytes,
+                )
             )
-            if self._decode_surface is not None:
-                cached = (float(base), 0.0)
-                self._decode_cache[seqs] = cached
-                return cached
-            base += self._layers * K.decode_attention_base(self._da_th, s, self._kv_heads)
-            slope = self._layers * K.decode_attention_slope(
-                self._da_th,
-                s,
-                self._kv_heads,
-                self._head_dim,
-                bandwidth=self._bw,
-                kv_bytes=self._kv_bytes,
-            )
-            cached = (float(base), float(slope))
-            self._decode_cache[seqs] = cached
+        cached = self._decode_cache[seqs] = (base, slope, row)
         return cached
 
     # --- public ----------------------------------------------------------------------------
@@ -410,10 +412,7 @@ class CalibratedCostModel:
         return t + float(K.host_time(self._host_th, float(shape.seqs), float(self.tp)))
 
     def decode_step_time(self, seqs: int, context: int) -> float:
-        base, slope = self._decode_terms(seqs)
-        if self._decode_surface is None:
-            return base + slope * context
-        row = self._decode_rows.get(seqs)
+        base, slope, row = self._decode_cache.get(seqs) or self._decode_terms(seqs)
         if row is None:
-            return base + self._decode_attention(seqs, context)
+            return base + slope * context
         return base + self._layers * row(context / seqs)
