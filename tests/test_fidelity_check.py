@@ -110,3 +110,19 @@ def test_step_measurements_are_checked_with_the_engines_host_overhead(tmp_path: 
     assert row["median_ape"] == pytest.approx(sum(expected) / 2, rel=0.02)
     result = runner.invoke(app, [*args, "--preset", "nope"])
     assert result.exit_code == 2 and "unknown engine preset 'nope'" in result.output
+
+
+def test_a_profile_without_kernel_table_is_checked_by_its_formulas(tmp_path: Path) -> None:
+    from llmsim.calibration.holdout import profile_errors
+
+    rows = read_operator_csv(_h100_measurements(tmp_path / "h100.csv"))
+    hw = get_hardware("H100-SXM")
+    assert hw.calibration is not None
+    bare = hw.model_copy(
+        update={"calibration": hw.calibration.model_copy(update={"kernel_table": ""})}
+    )
+    with_table = {r.family: r.median_ape for r in profile_errors(hw, rows, "h100.csv")}
+    formulas = {r.family: r.median_ape for r in profile_errors(bare, rows, "h100.csv")}
+    assert set(formulas) == {"gemm bf16", "decode_attention"}
+    # the measured shapes themselves come back only through the table
+    assert all(formulas[f] > with_table[f] + 2.0 for f in formulas)

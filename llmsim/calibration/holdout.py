@@ -31,7 +31,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from llmsim.calibration import fit as F
-from llmsim.calibration.records import OPERATOR_COLUMNS
+from llmsim.calibration.records import operator_frame
 from llmsim.cost import kernels as K
 from llmsim.cost.kernel_table import FAMILIES as TABLE_FAMILIES
 from llmsim.cost.kernel_table import read_kernel_table
@@ -238,11 +238,11 @@ def profile_errors(hw: HardwareProfile, rows: pd.DataFrame, data: str) -> list[F
             "are listed by llmsim hardware)",
             field="gpu",
         )
-    table = read_kernel_table(cal.kernel_table) if cal.kernel_table else None
+    # The kernel table as measurement records (its prefill rows are fresh prompts).
     records = (
-        table.assign(past=0.0, source="table", model="")
-        if table is not None
-        else pd.DataFrame(columns=[*OPERATOR_COLUMNS, "past"])
+        read_kernel_table(cal.kernel_table).assign(past=0.0)
+        if cal.kernel_table
+        else operator_frame(family=[])
     )
     kernels = ("elementwise", "prefill_attention", "decode_attention", "host")
     params: dict[str, BaseModel] = {f: getattr(cal, f) for f in kernels}
