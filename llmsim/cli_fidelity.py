@@ -111,18 +111,7 @@ def fidelity(
         raise fail(exc) from None
     table = pd.DataFrame([{"gpu": g, **r.model_dump()} for g, r in rows])
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "fidelity.csv", table.to_csv(index=False))
-    md = [
-        "| GPU | family | data | held out | rows | median APE % | p90 APE % |",
-        "|---|---|---|---|---:|---:|---:|",
-    ]
-    md += [
-        f"| {g} | {r.family} | {r.data} | {r.holdout} | {r.points:,} | "
-        f"{r.median_ape:.1f} | {r.p90_ape:.1f} |"
-        for g, r in rows
-    ]
-    atomic_write_text(out / "fidelity.md", "\n".join(md) + "\n")
-    written = [out / "fidelity.csv", out / "fidelity.md"]
+    written = _write_table(table, out, "fidelity")
     if by_size:
         held = pd.concat(by_size, ignore_index=True)
         written += _write_by_size(held, out)
@@ -173,15 +162,37 @@ def _write_by_size(detail: pd.DataFrame, out: Path) -> list[Path]:
     order = {r: i for i, r in enumerate(REGIMES)}
     table = table.sort_values("regime", key=lambda r: r.map(order), kind="stable")
     table = table.sort_values(keys[:4], kind="stable")
-    atomic_write_text(out / "fidelity_by_size.csv", table.to_csv(index=False))
+    return _write_table(table, out, "fidelity_by_size")
+
+
+# Markdown headings of the fidelity tables' columns, in order; numbers are right-aligned.
+HEADINGS = {
+    "gpu": "GPU",
+    "family": "family",
+    "data": "data",
+    "holdout": "held out",
+    "regime": "sizes",
+    "points": "rows",
+    "median_ape": "median APE %",
+    "p90_ape": "p90 APE %",
+}
+
+
+def _write_table(table: pd.DataFrame, out: Path, stem: str) -> list[Path]:
+    """``<stem>.csv`` (every column) and ``<stem>.md`` (the :data:`HEADINGS` columns)."""
+    cols = [c for c in HEADINGS if c in table.columns]
+    numbers = {"points", "median_ape", "p90_ape"}
     md = [
-        "| GPU | family | data | held out | sizes | rows | median APE % | p90 APE % |",
-        "|---|---|---|---|---|---:|---:|---:|",
+        "| " + " | ".join(HEADINGS[c] for c in cols) + " |",
+        "|" + "|".join("---:" if c in numbers else "---" for c in cols) + "|",
     ]
-    md += [
-        f"| {r.gpu} | {r.family} | {r.data} | {r.holdout} | {r.regime} | {r.points:,} | "
-        f"{r.median_ape:.1f} | {r.p90_ape:.1f} |"
-        for r in table.itertuples()
-    ]
-    atomic_write_text(out / "fidelity_by_size.md", "\n".join(md) + "\n")
-    return [out / "fidelity_by_size.csv", out / "fidelity_by_size.md"]
+    for row in table[cols].itertuples(index=False):
+        cells = [
+            f"{v:,}" if c == "points" else f"{v:.1f}" if c in numbers else str(v)
+            for c, v in zip(cols, row, strict=True)
+        ]
+        md.append("| " + " | ".join(cells) + " |")
+    csv, text = out / f"{stem}.csv", out / f"{stem}.md"
+    atomic_write_text(csv, table.to_csv(index=False))
+    atomic_write_text(text, "\n".join(md) + "\n")
+    return [csv, text]
