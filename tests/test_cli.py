@@ -198,22 +198,9 @@ def test_hardware_lists_all_profiles() -> None:
     res = invoke("hardware")
     assert res.exit_code == 0, res.output
     out = _plain(res.stdout)
-    for name in (
-        "A100-40GB",
-        "A100-80GB",
-        "H100-SXM",
-        "H100-PCIe",
-        "H200",
-        "B200",
-        "L40S",
-        "L4",
-        "A10G",
-        "MI300X",
-        "A40",
-    ):
-        assert re.search(rf"\b{re.escape(name)}\b", out), f"{name} missing from:\n{out}"
+    # Which profiles the catalog holds is tested in test_hardware_profiles.py.
     for hw in llmsim.list_hardware():
-        assert hw.name in out
+        assert re.search(rf"\b{re.escape(hw.name)}\b", out), f"{hw.name} missing from:\n{out}"
 
 
 def test_models_lists_catalog() -> None:
