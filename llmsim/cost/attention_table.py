@@ -36,7 +36,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.interpolate import RegularGridInterpolator
 from scipy.optimize import isotonic_regression
 
 from llmsim.cost import kernels as K
@@ -152,13 +151,6 @@ class Surface:
         self.b_range = (float(b[0]), float(b[-1]))
         self.l_range = (float(length[0]), float(length[-1]))
         self._log_t = log_t
-        self._grid = (
-            RegularGridInterpolator(
-                (np.log(b), np.log(length)), log_t, bounds_error=False, fill_value=None
-            )
-            if len(b) > 1 and len(length) > 1
-            else None
-        )
 
     def log_times_at(self, b: float) -> list[float]:
         """Log times over the length grid at batch ``b`` (inside the batch range): linear in
@@ -178,24 +170,15 @@ class Surface:
         return self.row(b)(length)
 
     def many(self, b: np.ndarray, length: np.ndarray) -> np.ndarray:
-        """:meth:`__call__` for arrays."""
-        bc = np.clip(b, *self.b_range)
-        lc = np.clip(length, *self.l_range)
-        if self._grid is None:
-            out = np.array([self(x, y) for x, y in zip(b, length, strict=True)])
-            return out
-        t = np.exp(self._grid(np.column_stack([np.log(bc), np.log(lc)])))
-        b_up, l_up = np.maximum(b, bc), np.maximum(length, lc)
-        scale = np.ones_like(t)
-        up = (b_up > bc) | (l_up > lc)
-        if up.any():
-            scale[up] = self.formula(b_up[up], l_up[up]) / self.formula(bc[up], lc[up])
-        down = length < lc
-        if down.any():
-            b0 = np.full(int(down.sum()), self.b_range[0])
-            scale[down] *= self.formula(b0, length[down]) / self.formula(b0, lc[down])
-        result: np.ndarray = t * scale
-        return result
+        """:meth:`__call__` for arrays (one :class:`SurfaceRow` per distinct batch size)."""
+        rows: dict[float, SurfaceRow] = {}
+        out = np.empty(len(b))
+        for i, (bv, lv) in enumerate(zip(b, length, strict=True)):
+            row = rows.get(bv)
+            if row is None:
+                row = rows[bv] = self.row(float(bv))
+            out[i] = row(float(lv))
+        return out
 
 
 class AttentionTable:
