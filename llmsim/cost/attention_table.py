@@ -194,9 +194,6 @@ class AttentionTable:
         self._b = np.unique(shape[0])
         self._l = np.unique(shape[1])
 
-    def __len__(self) -> int:
-        return len(self._ratios)
-
     def surface(self, heads: float, kv_heads: float, head_dim: float, formula: Formula) -> Surface:
         """The corrected time of a head configuration, priced by ``formula`` off the grid."""
         bb, ll = np.meshgrid(self._b, self._l, indexing="ij")

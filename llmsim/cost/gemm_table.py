@@ -76,9 +76,6 @@ class GemmTable:
         self._ratios = Neighbours(_features(m, n, k), np.log(measured / formula(m, n, k)))
         self._m = np.unique(m)
 
-    def __len__(self) -> int:
-        return len(self._ratios)
-
     def curve(self, n: float, k: float, formula: Formula | None = None) -> Curve:
         """The corrected time of an ``n x k`` weight, by row count."""
         f = formula or self._formula

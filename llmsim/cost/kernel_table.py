@@ -128,9 +128,6 @@ class Neighbours:
         self._tree = cKDTree(features)
         self._log_ratio = log_ratio
 
-    def __len__(self) -> int:
-        return len(self._log_ratio)
-
     def at(self, features: np.ndarray) -> np.ndarray:
         count = min(NEIGHBOURS, len(self._log_ratio))
         dist, idx = self._tree.query(features, k=count)
