@@ -27,7 +27,7 @@ import simpy
 from llmsim.metrics import StepLog, inter_token_gaps, requests_frame, summarize
 from llmsim.models import get_model
 from llmsim.replica import Replica, build_replica
-from llmsim.request import Request
+from llmsim.request import Request, Status
 from llmsim.result import SimulationResult
 from llmsim.routing import Router
 from llmsim.scenario import Scenario
@@ -74,6 +74,9 @@ class Simulation:
         self._progress: ProgressFn | None = None
         self._tick = max(1, len(self.stream) // 100)
         self._unroutable: list[Request] = []  # requests of a class no pool serves
+        self._done = 0  # requests finished, handed back to their client or rejected
+        self._drained: simpy.Event | None = None  # a drained stage's wait for ``_done``
+        self._drain_target = 0
 
     # --- arrivals ----------------------------------------------------------------------------
 
@@ -126,23 +129,44 @@ class Simulation:
         assert isinstance(rep, Replica)
         r.replica = rep.index
         self._hold(rep, r, 1)
-        rep.policy.add(r, t)
-        self._wake(rep)
-        self._collect(rep)
+        if rep.tokenize_s:  # the API server reads the prompt before the engine sees it
+            ready = t + rep.tokenize_s * r.prompt_tokens
+            self._at(ready, lambda: self._enter(rep, r, ready))
+        else:
+            self._enter(rep, r, t)
         self._sent += 1
         if self._progress is not None and self._sent % self._tick == 0:
             self._progress(self._sent, len(self.stream))
+
+    def _enter(self, rep: Replica, r: Request, now: float) -> None:
+        """The request reaches the replica's scheduler."""
+        if rep.busy and rep.async_scheduling:
+            rep.inbox.append((r, now))  # the next step is already planned: join the one after
+        else:
+            rep.policy.add(r, now)
+            self._wake(rep)
+            self._collect(rep)
 
     def _open_loop(self) -> Generator[Any, Any, None]:
         env = self.env
         times = self.stream.arrival.tolist()
         n = len(times)
+        stage, starts = self.stream.stage, self.stream.stage_starts
+        shift = 0.0  # how much later drained stages start than drawn
         for i in range(n):
-            t = times[i]
+            if starts is not None and stage is not None and i and stage[i] != stage[i - 1]:
+                # A drained stage starts once every earlier request has finished.
+                self._open_next = math.inf
+                if self._done < i:
+                    self._drain_target = i
+                    self._drained = env.event()
+                    yield self._drained
+                shift = max(shift, env.now - float(starts[stage[i]]))
+            t = times[i] + shift
             if t > env.now:
                 self._open_next = t
                 yield env.timeout(t - env.now)
-            self._open_next = times[i + 1] if i + 1 < n else math.inf
+            self._open_next = times[i + 1] + shift if i + 1 < n else math.inf
             self._arrive(i, t)
 
     def _at(self, t: float, action: Callable[[], None]) -> None:
@@ -162,6 +186,9 @@ class Simulation:
         while rep.seen < len(done):
             r = done[rep.seen]
             rep.seen += 1
+            if rep.frontend_s and r.status == Status.FINISHED:  # via the API server
+                r.finish += rep.frontend_s
+                r.first_token += rep.frontend_s
             self._hold(rep, r, -1)
             self._on_finish(r, r.finish)
         if rep.role == "prefill" and (handoffs := rep.policy.handoffs):  # type: ignore[attr-defined]
@@ -177,6 +204,10 @@ class Simulation:
         rep.pending_tokens += sign * (r.prompt_tokens + r.max_output_tokens)
 
     def _on_finish(self, r: Request, now: float) -> None:
+        self._done += 1
+        if self._drained is not None and self._done >= self._drain_target:
+            self._drained.succeed()
+            self._drained = None
         if self.clients is not None:
             nxt = self.clients.on_finish(r.id, now)
             if nxt is not None:
@@ -213,6 +244,13 @@ class Simulation:
         decode_time = rep.cost.decode_step_time
         while True:
             plan = policy.schedule(env.now)
+            joined = bool(rep.inbox)
+            if joined:  # requests that arrived during the last step join the one after this
+                for r, entered in rep.inbox:
+                    policy.add(r, entered)
+                rep.inbox.clear()
+                if plan is None:
+                    continue
             if plan is None:
                 idle = self._idle[rep.index] = env.event()
                 wake = policy.wake_at(env.now)
@@ -224,7 +262,8 @@ class Simulation:
             start = env.now
             total = step_time(plan.shape) + plan.extra_s
             durations = [total]
-            if plan.decode_steps > 1 and total < (horizon := self.next_arrival - start):
+            horizon = 0.0 if joined else self.next_arrival - start
+            if plan.decode_steps > 1 and total < horizon:
                 # the rest of a run of pure-decode steps, until the step a request arrives in
                 n = plan.shape.decode_seqs
                 ctx = plan.shape.decode_context
@@ -235,7 +274,9 @@ class Simulation:
                     total += d
                     if total >= horizon:
                         break
+            rep.busy = True
             yield env.timeout(total)
+            rep.busy = False
             stats = policy.update(plan, start, durations)
             log.record(rep.index, start, durations, plan, stats)
             self._collect(rep)

@@ -44,6 +44,9 @@ class EnginePreset(BaseModel):
     description: str = ""
     host: HostParams
     block_size: int = Field(gt=0)
+    async_scheduling: bool = False
+    frontend_ms: float = Field(default=0.0, ge=0)
+    tokenize_us_per_token: float = Field(default=0.0, ge=0)
     policy: PresetPolicy = Field(default_factory=PresetPolicy)
 
     def cost_update(self) -> dict[str, float]:
@@ -52,6 +55,14 @@ class EnginePreset(BaseModel):
             "step_overhead_ms": self.host.step_overhead_ms,
             "seq_overhead_us": self.host.seq_overhead_us,
             "tp_overhead_ms": self.host.tp_overhead_ms,
+        }
+
+    def engine_defaults(self) -> dict[str, Any]:
+        """Engine-section fields this preset sets: the step pipeline and the API server."""
+        return {
+            "async_scheduling": self.async_scheduling,
+            "frontend_ms": self.frontend_ms,
+            "tokenize_us_per_token": self.tokenize_us_per_token,
         }
 
     def policy_defaults(self) -> dict[str, Any]:

@@ -5,7 +5,7 @@ No simulation here: the engine drives what this module builds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,7 @@ from llmsim.hardware import HardwareProfile, get_hardware
 from llmsim.kv_cache import BlockPool, KVBudget, kv_budget
 from llmsim.models import ModelSpec, get_model
 from llmsim.policies import Policy, ReplicaContext
+from llmsim.request import Request
 from llmsim.scenario import ReplicaSpec, Scenario
 
 
@@ -35,6 +36,11 @@ class Replica:
     outstanding: int = 0  # requests routed here and not finished (or handed off)
     pending_tokens: int = 0  # their prompt + output tokens
     seen: int = 0  # how many of policy.finished have been accounted for
+    frontend_s: float = 0.0  # API-server time added to every token's way to the client
+    tokenize_s: float = 0.0  # API-server time per prompt token before the engine sees a request
+    async_scheduling: bool = False  # a step is planned while the previous one runs
+    busy: bool = False  # a step is running
+    inbox: list[tuple[Request, float]] = field(default_factory=list)  # came while one was planned
 
     @property
     def kv_usage(self) -> float:
@@ -100,7 +106,11 @@ def build_replica(
     cost = _cost_model(eng.cost, model, hw, tp, pp)
     if draft is not None:
         cost = SpeculativeCostModel(cost, _cost_model(_draft_cost(eng.cost), draft, hw, tp, 1))
-    return Replica(spec.index, policy, cost, budget, spec.pool, spec.role, spec.classes)
+    return Replica(
+        spec.index, policy, cost, budget, spec.pool, spec.role, spec.classes,
+        frontend_s=eng.frontend_ms * 1e-3, tokenize_s=eng.tokenize_us_per_token * 1e-6,
+        async_scheduling=eng.async_scheduling,
+    )  # fmt: skip
 
 
 def _cost_model(

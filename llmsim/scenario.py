@@ -52,6 +52,26 @@ class EngineConfig(BaseModel):
         default=None, gt=0, description="Longest prompt + output accepted; default: the model's."
     )
     cost: CostConfig = Field(default_factory=RooflineConfig)
+    async_scheduling: bool = Field(
+        default=False,
+        description="The scheduler plans the next step while the current one runs (vLLM V1's "
+        "async scheduling): a request that arrives during a step joins the step after next.",
+    )
+    frontend_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=60_000,
+        description="API-server time per request outside the engine (request handling, "
+        "tokenisation, detokenisation, streaming): every token reaches the client this much "
+        "later than the engine emits it.",
+    )
+    tokenize_us_per_token: float = Field(
+        default=0.0,
+        ge=0,
+        le=10_000,
+        description="API-server time per prompt token before the engine sees a request "
+        "(tokenisation and input processing), microseconds.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -64,6 +84,8 @@ class EngineConfig(BaseModel):
             raise ValueError(getattr(exc, "reason", str(exc))) from None
         data = dict(data)
         data.setdefault("block_size", preset.block_size)
+        for key, value in preset.engine_defaults().items():
+            data.setdefault(key, value)
         cost = data.get("cost", RooflineConfig())
         if isinstance(cost, BaseModel):
             fields, explicit = type(cost).model_fields, cost.model_fields_set

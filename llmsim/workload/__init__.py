@@ -35,10 +35,13 @@ from llmsim.workload.lengths import (
     FixedLength,
     LengthConfig,
     LognormalLength,
+    TargetLength,
     UniformLength,
 )
 from llmsim.workload.prefix import HashTable, PrefixHashes, SessionHashes
 from llmsim.workload.sessions import SessionConfig, session_stream
+from llmsim.workload.shared_prefix import SharedPrefixConfig
+from llmsim.workload.stages import Stage, StagedArrivals
 from llmsim.workload.stream import RequestStream, TraceStats
 from llmsim.workload.time_varying import (
     DiurnalArrivals,
@@ -68,6 +71,11 @@ class WorkloadConfig(BaseModel):
         default=None, description="Prompt and output drawn together from one dataset row."
     )
     sessions: SessionConfig | None = None
+    shared_prefix: SharedPrefixConfig | None = Field(
+        default=None,
+        description="Prompts from a cycled pool of system prompts and questions (instead of "
+        "prompt_tokens).",
+    )
     classes: tuple[ClassRule, ...] = Field(
         default=(), description="Rules naming request classes, first match wins."
     )
@@ -83,14 +91,34 @@ class WorkloadConfig(BaseModel):
                 if getattr(self, name) is not None:
                     raise ValueError(f"'{name}' cannot be used with a trace: the trace has them")
             return self
+        arrival = self.arrival
+        if isinstance(arrival, StagedArrivals):
+            if self.num_requests is not None or self.duration_s is not None:
+                raise ValueError(
+                    "stages set the requests (rate x duration_s each): remove num_requests "
+                    "and duration_s"
+                )
+            if self.sessions is not None:
+                raise ValueError("stages cannot be combined with sessions")
+        if self.shared_prefix is not None:
+            for name in ("prompt_tokens", "lengths", "sessions"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"shared_prefix sets the prompts: remove '{name}'")
+            if self.output_tokens is None:
+                raise ValueError("shared_prefix needs output_tokens")
+            if isinstance(arrival, StagedArrivals):
+                return self
         has_pair = self.prompt_tokens is not None or self.output_tokens is not None
+        has_pair = has_pair or self.shared_prefix is not None
         if has_pair == (self.lengths is not None):
             raise ValueError("give either prompt_tokens and output_tokens, or lengths")
-        if has_pair and (self.prompt_tokens is None or self.output_tokens is None):
+        missing = self.prompt_tokens is None or self.output_tokens is None
+        if self.shared_prefix is None and has_pair and missing:
             raise ValueError("give both prompt_tokens and output_tokens")
+        if isinstance(arrival, StagedArrivals):
+            return self
         if (self.num_requests is None) == (self.duration_s is None):
             raise ValueError("give exactly one of num_requests or duration_s")
-        arrival = self.arrival
         if isinstance(arrival, BatchArrivals | ClosedLoopArrivals) and self.num_requests is None:
             raise ValueError(f"{arrival.kind} arrivals need num_requests")
         if (
@@ -159,6 +187,10 @@ def _synthetic(
     ) -> tuple[np.ndarray, np.ndarray]:
         if cfg.lengths is not None:
             p, o = cfg.lengths.sample(rng_prompt, n)
+        elif cfg.shared_prefix is not None:
+            assert cfg.output_tokens is not None
+            p = np.full(n, cfg.shared_prefix.prompt_tokens)
+            o = cfg.output_tokens.sample(rng_output, n)
         else:
             assert cfg.prompt_tokens is not None and cfg.output_tokens is not None
             p = cfg.prompt_tokens.sample(rng_prompt, n)
@@ -177,7 +209,11 @@ def _synthetic(
         )
     else:
         rng_arrival = np.random.default_rng(s_arrival)
-        if isinstance(arrival, ClosedLoopArrivals):
+        stage = starts = None
+        if isinstance(arrival, StagedArrivals):
+            times, stage, starts = arrival.draw(rng_arrival)
+            starts = starts if arrival.drain else None
+        elif isinstance(arrival, ClosedLoopArrivals):
             assert cfg.num_requests is not None
             times = np.full(cfg.num_requests, np.nan)
         elif cfg.num_requests is not None:
@@ -185,8 +221,14 @@ def _synthetic(
         else:
             assert cfg.duration_s is not None
             times = arrival.times_until(rng_arrival, cfg.duration_s)
-        p, o = lengths(np.random.default_rng(s_prompt), np.random.default_rng(s_output), len(times))
-        stream = RequestStream(np.asarray(times, dtype=float), p, o)
+        rng_prompt = np.random.default_rng(s_prompt)
+        p, o = lengths(rng_prompt, np.random.default_rng(s_output), len(times))
+        prefix = None
+        if cfg.shared_prefix is not None:
+            p, prefix = cfg.shared_prefix.draw(rng_prompt, len(times))
+        stream = RequestStream(
+            np.asarray(times, dtype=float), p, o, prefix=prefix, stage=stage, stage_starts=starts
+        )
     if isinstance(arrival, ClosedLoopArrivals):
         # Think times belong to requests, not to the order they finish in: drawn here, every
         # policy run on this seed sees the same ones.
@@ -225,6 +267,10 @@ __all__ = [
     "Send",
     "SessionConfig",
     "SessionHashes",
+    "SharedPrefixConfig",
+    "Stage",
+    "StagedArrivals",
+    "TargetLength",
     "TraceColumns",
     "TraceConfig",
     "TraceStats",

@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmsim.workload.closed_loop import ClosedLoopArrivals
+from llmsim.workload.stages import StagedArrivals
 from llmsim.workload.time_varying import DiurnalArrivals, OnOffArrivals, PiecewiseArrivals
 
 
@@ -112,6 +113,7 @@ OpenLoopArrivals = (
     | PiecewiseArrivals
     | DiurnalArrivals
     | BatchArrivals
+    | StagedArrivals
 )
 """Processes whose arrival times are drawn before the run."""
 

@@ -24,6 +24,25 @@ class FixedLength(_Length):
         return np.full(n, self.value, dtype=np.int64)
 
 
+class TargetLength(_Length):
+    """A target length that most requests reach, and a fraction that stop early.
+
+    Benchmark clients ask for a fixed output length (``ignore_eos``), yet some models' servers end
+    part of the answers before it; ``early_fraction`` of the requests stop at a point drawn
+    uniformly from 1 to ``value``. The mean is ``value * (1 - early_fraction / 2)`` (about), the
+    p10 about ``value * 0.1 / early_fraction`` when that fraction is above 0.1.
+    """
+
+    kind: Literal["target"] = "target"
+    value: int = Field(gt=0, le=10_000_000)
+    early_fraction: float = Field(default=0.0, ge=0, le=1, description="Requests stopping early.")
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        early = rng.random(n) < self.early_fraction
+        cut = rng.integers(1, self.value, size=n, endpoint=True)
+        return np.where(early, cut, self.value).astype(np.int64)
+
+
 class UniformLength(_Length):
     """Integers drawn uniformly from ``low`` to ``high``, both included."""
 
@@ -90,7 +109,8 @@ class EmpiricalLength(_Length):
 
 
 LengthConfig = Annotated[
-    FixedLength | UniformLength | LognormalLength | EmpiricalLength, Field(discriminator="kind")
+    FixedLength | TargetLength | UniformLength | LognormalLength | EmpiricalLength,
+    Field(discriminator="kind"),
 ]
 
 

@@ -60,11 +60,17 @@ class RequestStream:
     """Closed loop only: seconds a client waits after this request finishes."""
     trace: TraceStats | None = None
     """Replayed traces only: what the reader read, kept and skipped."""
+    stage: np.ndarray | None = None
+    """Load stage of each request (int64, from 0, non-decreasing); default: one stage."""
+    stage_starts: np.ndarray | None = None
+    """Drained stages only: the nominal start of each stage (seconds). Stage ``k + 1`` starts
+    once every request of the stages before it has finished, and its arrivals move later by
+    however much that is after its nominal start."""
 
     def __post_init__(self) -> None:
         n = len(self.arrival)
         for name in ("prompt_tokens", "output_tokens", "session_id", "turn", "request_class",
-                     "priority", "think_s", "prefix"):  # fmt: skip
+                     "priority", "think_s", "prefix", "stage"):  # fmt: skip
             col = getattr(self, name)
             if col is not None and len(col) != n:
                 raise ValueError(f"RequestStream.{name} has {len(col)} entries, arrival has {n}")
@@ -100,4 +106,5 @@ class RequestStream:
             request_class=pick(self.request_class),
             priority=pick(self.priority),
             think_s=pick(self.think_s),
+            stage=pick(self.stage),
         )

@@ -1,0 +1,156 @@
+"""The shipped serving runs: real vLLM deployments on H100 measured at the client.
+
+``data/vllm-h100/`` holds the runs (``experiments.csv``: one deployment and workload per row;
+``measured.csv``: what the client measured, long format) and the model configs they served; see
+its README for provenance and terms. :func:`load_serving_runs` turns every run into a
+:class:`~llmsim.e2e.runs.ServingRun`: a scenario that describes the deployment and its workload as
+the client sent it, and the measured figures.
+
+How the workload is read (each point checked against the measured prompt lengths and throughput):
+
+- load stages of exactly ``rate x duration`` requests, one after another, each drained before the
+  next (:class:`~llmsim.workload.StagedArrivals`), Poisson-spaced within a stage;
+- prompts from the client's shared-prefix pool, cycled
+  (:class:`~llmsim.workload.SharedPrefixConfig`): groups x users (10 x 10 for every run, see
+  :data:`POOL`), each prompt the group's system prompt, the user's question and the client's
+  framing tokens (the measured prompt length minus the two, where measured; else
+  :data:`FRAMING_TOKENS`);
+- outputs at the target length, with the measured early-stopping share where the run reports a
+  mean output below it (:class:`~llmsim.workload.TargetLength`);
+- vLLM's limits of the run (sequences, batched tokens, model length, memory utilisation, with the
+  lower utilisation its notes record where a run was restarted with one).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from llmsim.e2e.runs import WHOLE_RUN, ServingRun
+from llmsim.errors import ConfigError
+from llmsim.scenario import Scenario
+
+DATA_DIR = Path(__file__).resolve().parent / "data" / "vllm-h100"
+
+POOL = (10, 10)
+"""Groups x prompts per group of the client's prompt pool. The runs taken from
+``inference-sim/training`` resolved to 10 x 10 whatever their profile asked for (the installed
+client ignored the newer keys); the other runs used the same client image, and the measured ITL and
+throughput agree with that reading (a 9 x 5 multi-turn reading grows prompts by whole turns and
+over-predicts ITL)."""
+
+FRAMING_TOKENS = 28
+"""Tokens the client adds to system prompt + question where the run does not say: the mean over
+the runs that report their prompt length."""
+
+HARDWARE = {"H100": "H100-SXM"}
+_STAGE = re.compile(r"^\s*([0-9.]+)\s*rps\s*x\s*([0-9.]+)\s*s\s*$")
+_MEM_NOTE = re.compile(r"gpu_mem to ([0-9.]+)")
+
+
+def _stages(text: str, source: str) -> list[dict[str, float]]:
+    out = []
+    for part in str(text).split(";"):
+        m = _STAGE.match(part)
+        if m is None:
+            raise ConfigError(f"stage '{part}' is not 'R rps x D s'", source=source, field="stages")
+        out.append({"rate": float(m.group(1)), "duration_s": float(m.group(2))})
+    return out
+
+
+def _measured(df: pd.DataFrame) -> dict[tuple[int, str], float]:
+    return {(int(r.stage_index), str(r.metric)): float(r.value) for r in df.itertuples()}
+
+
+def _output_tokens(target: int, measured: dict[tuple[int, str], float]) -> dict[str, Any]:
+    mean = measured.get((WHOLE_RUN, "output_len_mean"))
+    if mean is None or mean >= target - 1:
+        return {"kind": "target", "value": target}
+    return {"kind": "target", "value": target, "early_fraction": min(1.0, 2 * (1 - mean / target))}
+
+
+def run_scenario(
+    row: pd.Series,
+    measured: dict[tuple[int, str], float],
+    *,
+    data_dir: Path = DATA_DIR,
+    cost: str = "calibrated",
+    preset: str = "vllm-v1",
+) -> dict[str, Any]:
+    """The scenario (as a mapping) of one row of ``experiments.csv``."""
+    source = str(data_dir / "experiments.csv")
+    config = data_dir / "model_configs" / Path(str(row["model_config"])).parent.name / "config.json"
+    system, question = int(row["sp_system_prompt_len"]), int(row["sp_question_len"])
+    prompt = measured.get((WHOLE_RUN, "prompt_len_mean"))
+    framing = FRAMING_TOKENS if prompt is None else max(0, round(prompt) - system - question)
+    memory = float(row["gpu_memory_utilization"])
+    note = _MEM_NOTE.search(str(row.get("notes", "")))
+    if note is not None:
+        memory = float(note.group(1))
+    hardware = HARDWARE.get(str(row["gpu"]))
+    if hardware is None:
+        raise ConfigError(f"unknown GPU '{row['gpu']}'", source=source, field="gpu")
+    return {
+        "name": str(row["exp_key"]),
+        "description": f"{row['model_hf']} on {int(row['tp'])}x {row['gpu']}, {row['workload']}",
+        "model": str(config),
+        "hardware": hardware,
+        "tensor_parallel": int(row["tp"]),
+        "engine": {
+            "preset": preset,
+            "gpu_memory_utilization": memory,
+            "block_size": int(row["block_size"]),
+            "max_model_len": int(row["max_model_len"]),
+            "cost": {"kind": cost},
+        },
+        "policy": {
+            "kind": "continuous",
+            "chunked_prefill": True,
+            "prefix_caching": True,
+            "max_num_seqs": int(row["max_num_seqs"]),
+            "max_num_batched_tokens": int(row["max_num_batched_tokens"]),
+        },
+        "workload": {
+            "arrival": {"kind": "stages", "stages": _stages(row["stages"], source)},
+            "shared_prefix": {
+                "groups": POOL[0],
+                "prompts_per_group": POOL[1],
+                "system_prompt_tokens": system,
+                "question_tokens": question,
+                "extra_tokens": framing,
+            },
+            "output_tokens": _output_tokens(int(row["sp_output_len"]), measured),
+        },
+    }
+
+
+def load_serving_runs(
+    data_dir: Path = DATA_DIR,
+    *,
+    sets: tuple[str, ...] = ("fit",),
+    groups: tuple[str, ...] | None = None,
+    cost: str = "calibrated",
+    preset: str = "vllm-v1",
+    overrides: list[str] | None = None,
+) -> list[ServingRun]:
+    """Every run of ``sets`` (``fit``; ``overload``: the run the engine could not keep up with),
+    of the models in ``groups`` (default: all)."""
+    exp = pd.read_csv(data_dir / "experiments.csv")
+    meas = pd.read_csv(data_dir / "measured.csv")
+    runs = []
+    for _, row in exp[exp["set"].isin(sets)].iterrows():
+        key = str(row["exp_key"])
+        group = Path(str(row["model_config"])).parent.name
+        if groups is not None and group not in groups:
+            continue
+        measured = _measured(meas[meas["exp_key"] == key])
+        data = run_scenario(row, measured, data_dir=data_dir, cost=cost, preset=preset)
+        scenario = Scenario.model_validate(data)
+        if overrides:
+            scenario = scenario.with_overrides(overrides)
+        notes = tuple(n for n in (str(row.get("notes", "") or ""),) if n and n != "nan")
+        runs.append(ServingRun(key, group, scenario, measured, str(data_dir), notes))
+    return runs
