@@ -19,6 +19,7 @@ from llmsim.calibration.holdout import REGIMES, ape, profile_errors, summary
 from llmsim.calibration.llmsim_csv import read_operator_csv, read_step_csv, sniff
 from llmsim.calibration.records import concat
 from llmsim.cli_calibrate import fail, fidelity_table, out_console
+from llmsim.cli_serving import serving_fidelity
 from llmsim.cost.calibrated import CalibratedConfig
 from llmsim.errors import ConfigError, LlmsimError
 from llmsim.hardware import HardwareProfile, get_hardware
@@ -87,9 +88,70 @@ def fidelity(
             "--plots", help="Also draw predicted against measured, one PNG per GPU (held out)."
         ),
     ] = False,
+    serving: Annotated[
+        bool,
+        typer.Option(
+            "--serving",
+            help="End to end instead: replay real serving runs (the shipped vLLM H100 runs, or "
+            "yours with --run) and compare TTFT, E2E and ITL with what the client measured.",
+        ),
+    ] = False,
+    run: Annotated[
+        Path | None,
+        typer.Option(
+            help="--serving: your own run, a vLLM benchmark_serving result JSON or a "
+            "per-request CSV/JSONL (needs --scenario)."
+        ),
+    ] = None,
+    scenario: Annotated[
+        Path | None,
+        typer.Option(
+            help="--serving --run: scenario with the deployment (model, hardware, engine, policy)."
+        ),
+    ] = None,
+    serving_data: Annotated[
+        Path | None,
+        typer.Option(
+            help="--serving: a folder of runs in the shipped layout (experiments.csv, "
+            "measured.csv, model_configs/)."
+        ),
+    ] = None,
+    cost: Annotated[
+        str, typer.Option(help="--serving: cost model, calibrated or roofline.")
+    ] = "calibrated",
+    cross_validate: Annotated[
+        bool,
+        typer.Option(
+            "--cross-validate",
+            help="--serving: refit the engine's host and API-server terms with each model held "
+            "out in turn, and report only held-out predictions (several minutes).",
+        ),
+    ] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="--serving: processes.")] = 1,
 ) -> None:
     """Held-out prediction error per GPU and operator family, from the shipped data (or a
-    profile's error on your measurements, with --data)."""
+    profile's error on your measurements, with --data); with --serving, end-to-end error
+    against real serving runs.
+
+    Examples: llmsim fidelity --plots; llmsim fidelity H100-SXM --data ops.csv;
+    llmsim fidelity --serving --plots --out fidelity/serving;
+    llmsim fidelity --serving --run result.json --scenario my_deployment.yaml
+    """
+    if serving:
+        if cost not in ("calibrated", "roofline"):
+            raise fail(
+                ConfigError(
+                    f"unknown cost model '{cost}'; valid: calibrated, roofline", field="--cost"
+                )
+            )
+        try:
+            serving_fidelity(
+                out, data=serving_data, run=run, scenario=scenario, cost=cost,
+                preset=preset or "vllm-v1", cross=cross_validate, jobs=jobs, plots=plots,
+            )  # fmt: skip
+        except LlmsimError as exc:
+            raise fail(exc) from None
+        return
     started = time.perf_counter()
     by_size: list[pd.DataFrame] = []
     try:

@@ -10,6 +10,14 @@ router's rule among that pool's replicas. With prefill and decode pools, a reque
 prefilled in one, its KV cache crosses the link, and it decodes in the other; its first token
 reaches the client with the KV cache. Closed-loop clients send their next request when the
 previous one finishes, after a think time.
+
+The serving pipeline around the steps, per replica (``engine`` section): with
+``async_scheduling`` a step is planned while the previous one runs, so a request that arrives
+during a step waits for the step after next (it is held in the replica's inbox until the next
+plan is made); the API server reads a request's prompt before the engine sees it
+(``tokenize_us_per_token``) and hands every token to the client ``frontend_ms`` after the
+engine emits it. Open-loop streams with drained load stages start each stage only once every
+request before it has finished.
 """
 
 from __future__ import annotations

@@ -28,10 +28,14 @@ def predict(run: ServingRun) -> pd.DataFrame:
 def compare(run: ServingRun, predicted: pd.DataFrame) -> pd.DataFrame:
     """Predicted against measured for every metric the run measured: one row per (stage, metric)
     with the signed relative error ``predicted / measured - 1``."""
-    pred = {(int(r.stage), str(r.metric)): float(r.value) for r in predicted.itertuples()}
+    pred = {
+        (int(s), str(m)): float(v)
+        for s, m, v in zip(predicted["stage"], predicted["metric"], predicted["value"], strict=True)
+    }
+    names = {m for _, m in pred}
     rows = []
     for (stage, metric), measured in sorted(run.measured.items()):
-        if metric not in pred and (WHOLE_RUN, metric) not in pred:
+        if metric not in names:
             continue
         p = pred.get((stage, metric), np.nan)
         rows.append(

@@ -1,0 +1,172 @@
+"""``llmsim fidelity --serving``: llmsim against real serving runs measured at the client.
+
+Replays the shipped vLLM runs (or a user's own run, with ``--run`` and ``--scenario``) and writes,
+per run and stage, predicted against measured TTFT, E2E and ITL, the median |error| and signed bias
+per metric, and a predicted-vs-measured plot. ``--cross-validate`` refits the engine's host and
+API-server terms with one model held out at a time and reports only held-out predictions.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from pathlib import Path
+
+import pandas as pd
+
+from llmsim.atomic import atomic_write, atomic_write_text
+from llmsim.cli_calibrate import err_console, out_console
+from llmsim.e2e.fit import Terms, cross_validate, predict_all
+from llmsim.e2e.replay import compare, error_summary
+from llmsim.e2e.runs import LATENCY_METRICS, WHOLE_RUN, ServingRun
+from llmsim.e2e.serving_data import DATA_DIR, load_serving_runs
+from llmsim.presets import get_preset
+
+PLOTTED = ("e2e_mean", "ttft_mean", "ttft_p99", "itl_mean")
+
+
+def _runs(
+    data: Path | None, run: Path | None, scenario: Path | None, cost: str, preset: str
+) -> list[ServingRun]:
+    if run is not None:
+        from llmsim.e2e.user_runs import load_user_run  # only when checking a user's run
+        from llmsim.errors import ConfigError
+        from llmsim.scenario import load_scenario
+
+        if scenario is None:
+            raise ConfigError(
+                "--run needs --scenario: a scenario file with the deployment's model, hardware, "
+                "engine and policy",
+                field="--scenario",
+            )
+        return [load_user_run(run, load_scenario(scenario))]
+    return load_serving_runs(data or DATA_DIR, cost=cost, preset=preset)
+
+
+def serving_fidelity(
+    out: Path,
+    *,
+    data: Path | None = None,
+    run: Path | None = None,
+    scenario: Path | None = None,
+    cost: str = "calibrated",
+    preset: str = "vllm-v1",
+    cross: bool = False,
+    jobs: int = 1,
+    plots: bool = False,
+) -> None:
+    started = time.perf_counter()
+    get_preset(preset, field="--preset")
+    runs = _runs(data, run, scenario, cost, preset)
+    done = [0]
+    total = len(runs) * (2 * len({r.group for r in runs}) if cross else 1)
+
+    def progress(key: str) -> None:
+        done[0] += 1
+        err_console.print(f"  [{done[0]}/~{total}] {key}", highlight=False)
+
+    folds = None
+    if cross:
+        p = get_preset(preset).host
+        start = Terms(p.step_overhead_ms, p.seq_overhead_us, p.tp_overhead_ms)
+        table, folds = cross_validate(runs, start, jobs, progress)
+        label = "held out by model (terms refitted without the run's model)"
+    else:
+        preds = predict_all(runs, jobs, progress)
+        table = pd.concat([compare(r, p) for r, p in zip(runs, preds, strict=True)])
+        label = f"the {preset} preset as shipped" + (
+            " (its terms were fitted on these runs: see --cross-validate)" if run is None else ""
+        )
+    summary = error_summary(table)
+    out.mkdir(parents=True, exist_ok=True)
+    written = _write(table, summary, folds, out)
+    if plots:
+        written.append(_plot(table, out, label))
+    _print(summary, label, len(runs))
+    took = time.perf_counter() - started
+    out_console.print(f"wrote {', '.join(str(p) for p in written)} in {took:.1f} s")
+
+
+def _write(
+    table: pd.DataFrame, summary: pd.DataFrame, folds: pd.DataFrame | None, out: Path
+) -> list[Path]:
+    paths = [out / "serving_runs.csv", out / "serving_summary.csv", out / "serving_summary.md"]
+    atomic_write_text(paths[0], table.to_csv(index=False))
+    atomic_write_text(paths[1], summary.to_csv(index=False))
+    md = [
+        "| scope | metric | runs | median abs % | bias % | p90 abs % | max abs % |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in summary.itertuples(index=False):
+        md.append(
+            f"| {r.scope} | {r.metric} | {r.runs} | {r.median_abs_pct:.1f} | "
+            f"{r.bias_pct:+.1f} | {r.p90_abs_pct:.1f} | {r.max_abs_pct:.1f} |"
+        )
+    atomic_write_text(paths[2], "\n".join(md) + "\n")
+    if folds is not None:
+        paths.append(out / "serving_terms.csv")
+        atomic_write_text(paths[-1], folds.to_csv(index=False))
+    return paths
+
+
+def _print(summary: pd.DataFrame, label: str, n: int) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"End-to-end error over {n} serving runs: {label}")
+    for c in ("scope", "metric", "runs", "median |err| %", "bias %", "p90 |err| %", "max |err| %"):
+        t.add_column(c, justify="left" if c in ("scope", "metric") else "right")
+    for r in summary.itertuples(index=False):
+        t.add_row(
+            r.scope, r.metric, str(r.runs), f"{r.median_abs_pct:.1f}", f"{r.bias_pct:+.1f}",
+            f"{r.p90_abs_pct:.1f}", f"{r.max_abs_pct:.1f}",
+        )  # fmt: skip
+    out_console.print(t)
+
+
+def _plot(table: pd.DataFrame, out: Path, label: str) -> Path:
+    """``serving.png``: predicted against measured, one panel per metric, one colour per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from llmsim import plots
+
+    axes = plots.grid(len(PLOTTED), cols=2, size=(5.2, 4.4))
+    whole = table[table["stage"] == WHOLE_RUN]
+    for ax, metric in zip(axes, PLOTTED, strict=True):
+        rows = whole[whole["metric"] == metric]
+        for group, sub in rows.groupby("group", sort=True):
+            ax.scatter(sub["measured"], sub["predicted"], s=28, label=str(group), alpha=0.85)
+        vals = np.concatenate([rows["measured"].to_numpy(), rows["predicted"].to_numpy()])
+        vals = vals[np.isfinite(vals) & (vals > 0)]
+        lo, hi = float(vals.min()) * 0.8, float(vals.max()) * 1.25
+        line = np.array([lo, hi])
+        ax.plot(line, line, color="black", lw=0.8)
+        for f in (0.9, 1.1):
+            ax.plot(line, line * f, color="grey", lw=0.6, ls="--")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        err = (rows["error"].abs() * 100).to_numpy()
+        ax.set_title(
+            f"{metric} (ms): median |error| {np.nanmedian(err):.1f} %, max {np.nanmax(err):.1f} %",
+            fontsize=9,
+        )
+        ax.set_xlabel("measured (ms)")
+        ax.set_ylabel("predicted (ms)")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=7, loc="upper left", title="model", title_fontsize=7)
+    fig = axes[0].get_figure(root=True)
+    assert fig is not None
+    fig.suptitle(f"Serving runs, whole run, predicted against measured\n{label}", fontsize=10)
+    fig.tight_layout()
+    path = out / "serving.png"
+    atomic_write(path, partial(fig.savefig, format="png", dpi=110))
+    plt.close(fig)
+    return path
+
+
+__all__ = ["LATENCY_METRICS", "serving_fidelity"]
