@@ -125,6 +125,15 @@ class DatasetLengths(BaseModel):
 
     dataset: str | None = Field(default=None, description=f"Shipped: {', '.join(DATASETS)}.")
     path: str | None = Field(default=None, description="A CSV file of your own.")
+    inline: tuple[tuple[int, int], ...] | None = Field(
+        default=None,
+        description="(prompt, output) rows given inline, e.g. a benchmark result's requests.",
+    )
+    in_order: bool = Field(
+        default=False,
+        description="Request i takes row i (from the first again after the last); "
+        "default: rows drawn at random, with replacement.",
+    )
     prompt_column: str | None = Field(default=None, description="Default: the dataset's.")
     output_column: str | None = Field(default=None, description="Default: the dataset's.")
     max_prompt_tokens: int | None = Field(default=None, gt=0, description="Drop longer rows.")
@@ -133,16 +142,26 @@ class DatasetLengths(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> DatasetLengths:
-        if (self.dataset is None) == (self.path is None):
-            raise ValueError("give exactly one of 'dataset' or 'path'")
+        sources = [s for s in (self.dataset, self.path, self.inline) if s is not None]
+        if len(sources) != 1:
+            raise ValueError("give exactly one of 'dataset', 'path' or 'inline'")
         if self.dataset is not None and self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset '{self.dataset}'; valid: {', '.join(DATASETS)}")
         if self.path is not None and (self.prompt_column is None or self.output_column is None):
             raise ValueError("a CSV path needs prompt_column and output_column")
+        if self.inline is not None:
+            if not self.inline:
+                raise ValueError("inline is empty: give at least one [prompt, output] row")
+            for i, (p, o) in enumerate(self.inline):
+                if p <= 0 or o <= 0:
+                    raise ValueError(f"inline[{i}] = [{p}, {o}]: token counts must be positive")
         return self
 
     def pairs(self) -> tuple[np.ndarray, np.ndarray]:
-        """The dataset's (prompt, output) rows that pass the filters."""
+        """The (prompt, output) rows that pass the filters, in file (or list) order."""
+        if self.inline is not None:
+            arr = np.asarray(self.inline, dtype=np.int64)
+            return self._filter(arr[:, 0], arr[:, 1], "<inline>")
         if self.dataset is not None:
             path = str(dataset_path(self.dataset))
             p_col, o_col = PAIRED_COLUMNS[self.dataset]
@@ -150,7 +169,11 @@ class DatasetLengths(BaseModel):
             path, p_col, o_col = str(self.path), "", ""
         p_col = self.prompt_column or p_col
         o_col = self.output_column or o_col
-        prompt, output = read_column(path, p_col), read_column(path, o_col)
+        return self._filter(read_column(path, p_col), read_column(path, o_col), path)
+
+    def _filter(
+        self, prompt: np.ndarray, output: np.ndarray, path: str
+    ) -> tuple[np.ndarray, np.ndarray]:
         keep = np.ones(len(prompt), dtype=bool)
         if self.max_prompt_tokens is not None:
             keep &= prompt <= self.max_prompt_tokens
@@ -163,7 +186,7 @@ class DatasetLengths(BaseModel):
         return prompt[keep], output[keep]
 
     def sample(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """``n`` rows drawn with replacement: (prompt tokens, output tokens)."""
+        """``n`` rows (prompt tokens, output tokens): drawn with replacement, or in order."""
         prompt, output = self.pairs()
-        rows = rng.integers(0, len(prompt), size=n)
+        rows = np.arange(n) % len(prompt) if self.in_order else rng.integers(0, len(prompt), size=n)
         return prompt[rows], output[rows]
