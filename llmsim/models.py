@@ -64,6 +64,12 @@ class MoEConfig(BaseModel):
     first_dense_layers: int = Field(
         default=0, ge=0, description="Leading layers with a dense MLP (of ffn_size) instead."
     )
+    layer_step: int = Field(
+        default=1,
+        ge=1,
+        description="Of the layers after first_dense_layers, every layer_step-th has experts and "
+        "the others a dense MLP (Llama 4's interleave_moe_layer_step; 1: every layer).",
+    )
 
     @model_validator(mode="after")
     def _k_le_e(self) -> MoEConfig:
@@ -153,7 +159,9 @@ class ModelSpec(BaseModel):
 
     @property
     def num_moe_layers(self) -> int:
-        return 0 if self.moe is None else self.num_layers - self.moe.first_dense_layers
+        if self.moe is None:
+            return 0
+        return (self.num_layers - self.moe.first_dense_layers) // self.moe.layer_step
 
     def mlp_params_total(self) -> int:
         """All MLP weights of the model (every expert counted)."""
@@ -163,7 +171,7 @@ class ModelSpec(BaseModel):
         expert = self.dense_mlp_params(m.expert_ffn_size)
         per_moe_layer = (m.num_experts + m.num_shared_experts) * expert
         per_moe_layer += self.hidden_size * m.num_experts  # router
-        dense = m.first_dense_layers * self.dense_mlp_params()
+        dense = (self.num_layers - self.num_moe_layers) * self.dense_mlp_params()
         return dense + self.num_moe_layers * per_moe_layer
 
     def embedding_params(self) -> int:
@@ -266,7 +274,16 @@ def from_hf_config(path: str | Path, name: str | None = None) -> ModelSpec:
 
 
 def hf_config_to_spec(cfg: dict[str, Any], name: str) -> dict[str, Any]:
-    """Map Hugging Face config keys to ModelSpec fields (no validation)."""
+    """Map Hugging Face config keys to ModelSpec fields (no validation).
+
+    A multimodal config (e.g. Llama 4) nests the language model's keys under ``text_config``;
+    they are read from there, and the vision encoder is left out (text serving). The
+    quantisation section stays at the top level.
+    """
+    quant: dict[str, Any] = cfg.get("quantization_config") or {}
+    text = cfg.get("text_config")
+    if isinstance(text, dict):
+        cfg = {**cfg, **text}
 
     def pick(*keys: str, default: Any = None) -> Any:
         for k in keys:
@@ -279,8 +296,13 @@ def hf_config_to_spec(cfg: dict[str, Any], name: str) -> dict[str, Any]:
     kv_heads = pick("num_key_value_heads", "n_kv_head", default=heads)
     head_dim = pick("head_dim", default=(hidden // heads) if hidden and heads else None)
     ffn = pick("intermediate_size", "n_inner", "ffn_dim", default=4 * hidden if hidden else None)
-    act = str(pick("hidden_act", "activation_function", default="silu"))
+    expert_ffn = pick("moe_intermediate_size", default=ffn)
     model_type = str(cfg.get("model_type", ""))
+    llama4 = model_type.startswith("llama4")
+    if cfg.get("intermediate_size_mlp") is not None:
+        # Llama 4: intermediate_size is the expert's (routed and shared), _mlp the dense MLP's.
+        ffn, expert_ffn = cfg["intermediate_size_mlp"], cfg["intermediate_size"]
+    act = str(pick("hidden_act", "activation_function", default="silu"))
     gated = act in ("silu", "swiglu") or model_type in ("llama", "mistral", "mixtral", "qwen2")
     spec: dict[str, Any] = {
         "name": name,
@@ -314,21 +336,46 @@ def hf_config_to_spec(cfg: dict[str, Any], name: str) -> dict[str, Any]:
         spec["moe"] = {
             "num_experts": experts,
             "experts_per_token": pick("num_experts_per_tok", "num_experts_per_token"),
-            "expert_ffn_size": pick("moe_intermediate_size", default=ffn),
-            "num_shared_experts": pick("n_shared_experts", default=0),
+            "expert_ffn_size": expert_ffn,
+            # Llama 4's MoE layers each have one shared expert; its config has no key for it.
+            "num_shared_experts": pick("n_shared_experts", default=1 if llama4 else 0),
             "first_dense_layers": pick("first_k_dense_replace", default=0),
+            "layer_step": pick("interleave_moe_layer_step", default=1),
         }
     dtype = str(cfg.get("torch_dtype", "bfloat16"))
     weight = {"float16": "fp16", "float32": "fp32"}.get(dtype, "bf16")
     spec["kv_dtype"] = "fp16" if weight == "fp16" else "bf16"
     # Quantised checkpoints keep torch_dtype as the compute type; the stored weights are
     # what quantization_config says.
-    quant = cfg.get("quantization_config") or {}
-    method = str(quant.get("quant_method", "")).lower()
-    bits = quant.get("bits") or quant.get("w_bit")
-    if method == "fp8":
-        weight = "fp8"
-    elif method in ("awq", "gptq", "compressed-tensors") and bits in (4, 8):
-        weight = "int4" if bits == 4 else "int8"
-    spec["weight_dtype"] = weight
+    spec["weight_dtype"] = quantized_weight_dtype(quant) or weight
     return spec
+
+
+def quantized_weight_dtype(quant: dict[str, Any]) -> str | None:
+    """The stored weight type a Hugging Face ``quantization_config`` describes, or None.
+
+    ``fp8`` (e.g. DeepSeek-V3), ``compressed-tensors`` (llm-compressor: each config group's
+    ``weights.num_bits`` and ``type``, ``float`` or ``int``), ``modelopt`` (``quant_algo``)
+    and the integer methods (AWQ, GPTQ: ``bits``).
+    """
+    method = str(quant.get("quant_method", "")).lower()
+    if method == "fp8":
+        return "fp8"
+    if method == "modelopt":
+        algo = str(quant.get("quant_algo", "")).upper()
+        return {"FP8": "fp8", "NVFP4": "fp4"}.get(algo)
+    bits = quant.get("bits") or quant.get("w_bit")
+    kind = "int"
+    if method == "compressed-tensors":
+        groups = quant.get("config_groups") or {}
+        weights = [g.get("weights") or {} for g in groups.values() if isinstance(g, dict)]
+        # The widest group decides (a mixed checkpoint is rare; bytes are not underestimated).
+        sized = [w for w in weights if w.get("num_bits")]
+        if sized:
+            widest = max(sized, key=lambda w: int(w["num_bits"]))
+            bits, kind = int(widest["num_bits"]), str(widest.get("type", "int")).lower()
+    if method not in ("awq", "gptq", "compressed-tensors") or bits not in (4, 8):
+        return None
+    if kind == "float":
+        return "fp8" if bits == 8 else "fp4"
+    return "int8" if bits == 8 else "int4"
