@@ -28,6 +28,12 @@ from llmsim.errors import ConfigError, UnknownNameError
 WeightDType = Literal["fp32", "bf16", "fp16", "fp8", "int8", "int4", "fp4"]
 KVDType = Literal["fp32", "bf16", "fp16", "fp8", "int8"]
 
+KVCacheDType = Literal["auto", "bf16", "fp16", "fp8", "fp8_e4m3", "fp8_e5m2"]
+"""Scenario ``engine.kv_cache_dtype``: vLLM's ``--kv-cache-dtype`` values (auto: the model's)."""
+
+Quantization = Literal["auto", "fp8", "int8", "int4", "fp4"]
+"""Scenario ``engine.quantization``: the stored weight type (auto: the model's)."""
+
 DTYPE_BYTES: dict[str, float] = {
     "fp32": 4.0,
     "tf32": 4.0,
@@ -212,6 +218,18 @@ class ModelSpec(BaseModel):
     def kv_bytes_per_token(self) -> float:
         """KV cache bytes per token, all layers, whole model (before tensor parallelism)."""
         return self.num_layers * self.kv_elements_per_token_per_layer * self.kv_bytes_per_element
+
+    def with_dtypes(
+        self, kv_cache_dtype: KVCacheDType = "auto", quantization: Quantization = "auto"
+    ) -> ModelSpec:
+        """This model served with another KV cache type and/or stored weight type (``auto``
+        keeps the model's own). fp8_e4m3 and fp8_e5m2 are both one-byte fp8."""
+        update: dict[str, str] = {}
+        if kv_cache_dtype != "auto":
+            update["kv_dtype"] = "fp8" if kv_cache_dtype.startswith("fp8") else kv_cache_dtype
+        if quantization != "auto":
+            update["weight_dtype"] = quantization
+        return self.model_copy(update=update) if update else self
 
     def kv_bytes_per_token_per_gpu(self, tp: int) -> float:
         """Per GPU under tensor parallelism: KV heads are split, never below one per GPU.
