@@ -117,8 +117,8 @@ def _print(summary: pd.DataFrame, label: str, n: int) -> None:
         t.add_column(c, justify="left" if c in ("scope", "metric") else "right")
     for r in summary.itertuples(index=False):
         t.add_row(
-            r.scope, r.metric, str(r.runs), f"{r.median_abs_pct:.1f}", f"{r.bias_pct:+.1f}",
-            f"{r.p90_abs_pct:.1f}", f"{r.max_abs_pct:.1f}",
+            str(r.scope), str(r.metric), str(r.runs), f"{r.median_abs_pct:.1f}",
+            f"{r.bias_pct:+.1f}", f"{r.p90_abs_pct:.1f}", f"{r.max_abs_pct:.1f}",
         )  # fmt: skip
     out_console.print(t)
 

@@ -33,7 +33,6 @@ import pandas as pd
 import simpy
 
 from llmsim.metrics import StepLog, inter_token_gaps, requests_frame, summarize
-from llmsim.models import get_model
 from llmsim.replica import Replica, build_replica
 from llmsim.request import Request, Status
 from llmsim.result import SimulationResult
@@ -63,7 +62,6 @@ class Simulation:
             np.random.default_rng(router_seed),
         )
         self.link = cluster.kv_transfer if cluster else None
-        self.kv_bytes_per_token = get_model(scenario.model).kv_bytes_per_token
         self.stream = stream if stream is not None else generate(scenario.workload, workload_seed)
         arrival = scenario.workload.arrival
         self.clients = (
@@ -225,7 +223,8 @@ class Simulation:
         """Carry a prefilled request's KV cache to a decode replica."""
         assert self.link is not None
         r.prefill_replica = r.replica
-        t = now + self.link.transfer_s(r.num_computed * self.kv_bytes_per_token)
+        kv_bytes = self.replicas[r.replica].model.kv_bytes_per_token  # the prefill side's type
+        t = now + self.link.transfer_s(r.num_computed * kv_bytes)
         self._at(t, lambda: self._to_decoder(r, t))
 
     def _to_decoder(self, r: Request, t: float) -> None:

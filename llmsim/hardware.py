@@ -86,10 +86,11 @@ class HardwareProfile(BaseModel):
         return self.memory_bandwidth_tbps * 1e12
 
     def peak_flops(self, dtype: str) -> float:
-        """Peak FLOP/s for a data type, falling back to the closest wider type available."""
+        """Peak FLOP/s for a data type, falling back to the closest wider type available
+        (fp8 on a GPU without fp8 tensor cores: the bf16 peak, never the int8 one)."""
         order = {
             "fp4": ("fp4", "fp8", "bf16", "fp16"),
-            "fp8": ("fp8", "int8", "bf16", "fp16"),
+            "fp8": ("fp8", "bf16", "fp16"),
             "int8": ("int8", "fp8", "bf16", "fp16"),
             "bf16": ("bf16", "fp16"),
             "fp16": ("fp16", "bf16"),

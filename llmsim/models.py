@@ -28,6 +28,12 @@ from llmsim.errors import ConfigError, UnknownNameError
 WeightDType = Literal["fp32", "bf16", "fp16", "fp8", "int8", "int4", "fp4"]
 KVDType = Literal["fp32", "bf16", "fp16", "fp8", "int8"]
 
+KVCacheDType = Literal["auto", "bf16", "fp16", "fp8", "fp8_e4m3", "fp8_e5m2"]
+"""Scenario ``engine.kv_cache_dtype``: vLLM's ``--kv-cache-dtype`` values (auto: the model's)."""
+
+Quantization = Literal["auto", "fp8", "int8", "int4", "fp4"]
+"""Scenario ``engine.quantization``: the stored weight type (auto: the model's)."""
+
 DTYPE_BYTES: dict[str, float] = {
     "fp32": 4.0,
     "tf32": 4.0,
@@ -63,6 +69,12 @@ class MoEConfig(BaseModel):
     num_shared_experts: int = Field(default=0, ge=0)
     first_dense_layers: int = Field(
         default=0, ge=0, description="Leading layers with a dense MLP (of ffn_size) instead."
+    )
+    layer_step: int = Field(
+        default=1,
+        ge=1,
+        description="Of the layers after first_dense_layers, every layer_step-th has experts and "
+        "the others a dense MLP (Llama 4's interleave_moe_layer_step; 1: every layer).",
     )
 
     @model_validator(mode="after")
@@ -153,7 +165,9 @@ class ModelSpec(BaseModel):
 
     @property
     def num_moe_layers(self) -> int:
-        return 0 if self.moe is None else self.num_layers - self.moe.first_dense_layers
+        if self.moe is None:
+            return 0
+        return (self.num_layers - self.moe.first_dense_layers) // self.moe.layer_step
 
     def mlp_params_total(self) -> int:
         """All MLP weights of the model (every expert counted)."""
@@ -163,7 +177,7 @@ class ModelSpec(BaseModel):
         expert = self.dense_mlp_params(m.expert_ffn_size)
         per_moe_layer = (m.num_experts + m.num_shared_experts) * expert
         per_moe_layer += self.hidden_size * m.num_experts  # router
-        dense = m.first_dense_layers * self.dense_mlp_params()
+        dense = (self.num_layers - self.num_moe_layers) * self.dense_mlp_params()
         return dense + self.num_moe_layers * per_moe_layer
 
     def embedding_params(self) -> int:
@@ -204,6 +218,18 @@ class ModelSpec(BaseModel):
     def kv_bytes_per_token(self) -> float:
         """KV cache bytes per token, all layers, whole model (before tensor parallelism)."""
         return self.num_layers * self.kv_elements_per_token_per_layer * self.kv_bytes_per_element
+
+    def with_dtypes(
+        self, kv_cache_dtype: KVCacheDType = "auto", quantization: Quantization = "auto"
+    ) -> ModelSpec:
+        """This model served with another KV cache type and/or stored weight type (``auto``
+        keeps the model's own). fp8_e4m3 and fp8_e5m2 are both one-byte fp8."""
+        update: dict[str, str] = {}
+        if kv_cache_dtype != "auto":
+            update["kv_dtype"] = "fp8" if kv_cache_dtype.startswith("fp8") else kv_cache_dtype
+        if quantization != "auto":
+            update["weight_dtype"] = quantization
+        return self.model_copy(update=update) if update else self
 
     def kv_bytes_per_token_per_gpu(self, tp: int) -> float:
         """Per GPU under tensor parallelism: KV heads are split, never below one per GPU.
@@ -266,7 +292,16 @@ def from_hf_config(path: str | Path, name: str | None = None) -> ModelSpec:
 
 
 def hf_config_to_spec(cfg: dict[str, Any], name: str) -> dict[str, Any]:
-    """Map Hugging Face config keys to ModelSpec fields (no validation)."""
+    """Map Hugging Face config keys to ModelSpec fields (no validation).
+
+    A multimodal config (e.g. Llama 4) nests the language model's keys under ``text_config``;
+    they are read from there, and the vision encoder is left out (text serving). The
+    quantisation section stays at the top level.
+    """
+    quant: dict[str, Any] = cfg.get("quantization_config") or {}
+    text = cfg.get("text_config")
+    if isinstance(text, dict):
+        cfg = {**cfg, **text}
 
     def pick(*keys: str, default: Any = None) -> Any:
         for k in keys:
@@ -279,8 +314,13 @@ def hf_config_to_spec(cfg: dict[str, Any], name: str) -> dict[str, Any]:
     kv_heads = pick("num_key_value_heads", "n_kv_head", default=heads)
     head_dim = pick("head_dim", default=(hidden // heads) if hidden and heads else None)
     ffn = pick("intermediate_size", "n_inner", "ffn_dim", default=4 * hidden if hidden else None)
-    act = str(pick("hidden_act", "activation_function", default="silu"))
+    expert_ffn = pick("moe_intermediate_size", default=ffn)
     model_type = str(cfg.get("model_type", ""))
+    llama4 = model_type.startswith("llama4")
+    if cfg.get("intermediate_size_mlp") is not None:
+        # Llama 4: intermediate_size is the expert's (routed and shared), _mlp the dense MLP's.
+        ffn, expert_ffn = cfg["intermediate_size_mlp"], cfg["intermediate_size"]
+    act = str(pick("hidden_act", "activation_function", default="silu"))
     gated = act in ("silu", "swiglu") or model_type in ("llama", "mistral", "mixtral", "qwen2")
     spec: dict[str, Any] = {
         "name": name,
@@ -314,21 +354,46 @@ def hf_config_to_spec(cfg: dict[str, Any], name: str) -> dict[str, Any]:
         spec["moe"] = {
             "num_experts": experts,
             "experts_per_token": pick("num_experts_per_tok", "num_experts_per_token"),
-            "expert_ffn_size": pick("moe_intermediate_size", default=ffn),
-            "num_shared_experts": pick("n_shared_experts", default=0),
+            "expert_ffn_size": expert_ffn,
+            # Llama 4's MoE layers each have one shared expert; its config has no key for it.
+            "num_shared_experts": pick("n_shared_experts", default=1 if llama4 else 0),
             "first_dense_layers": pick("first_k_dense_replace", default=0),
+            "layer_step": pick("interleave_moe_layer_step", default=1),
         }
     dtype = str(cfg.get("torch_dtype", "bfloat16"))
     weight = {"float16": "fp16", "float32": "fp32"}.get(dtype, "bf16")
     spec["kv_dtype"] = "fp16" if weight == "fp16" else "bf16"
     # Quantised checkpoints keep torch_dtype as the compute type; the stored weights are
     # what quantization_config says.
-    quant = cfg.get("quantization_config") or {}
-    method = str(quant.get("quant_method", "")).lower()
-    bits = quant.get("bits") or quant.get("w_bit")
-    if method == "fp8":
-        weight = "fp8"
-    elif method in ("awq", "gptq", "compressed-tensors") and bits in (4, 8):
-        weight = "int4" if bits == 4 else "int8"
-    spec["weight_dtype"] = weight
+    spec["weight_dtype"] = quantized_weight_dtype(quant) or weight
     return spec
+
+
+def quantized_weight_dtype(quant: dict[str, Any]) -> str | None:
+    """The stored weight type a Hugging Face ``quantization_config`` describes, or None.
+
+    ``fp8`` (e.g. DeepSeek-V3), ``compressed-tensors`` (llm-compressor: each config group's
+    ``weights.num_bits`` and ``type``, ``float`` or ``int``), ``modelopt`` (``quant_algo``)
+    and the integer methods (AWQ, GPTQ: ``bits``).
+    """
+    method = str(quant.get("quant_method", "")).lower()
+    if method == "fp8":
+        return "fp8"
+    if method == "modelopt":
+        algo = str(quant.get("quant_algo", "")).upper()
+        return {"FP8": "fp8", "NVFP4": "fp4"}.get(algo)
+    bits = quant.get("bits") or quant.get("w_bit")
+    kind = "int"
+    if method == "compressed-tensors":
+        groups = quant.get("config_groups") or {}
+        weights = [g.get("weights") or {} for g in groups.values() if isinstance(g, dict)]
+        # The widest group decides (a mixed checkpoint is rare; bytes are not underestimated).
+        sized = [w for w in weights if w.get("num_bits")]
+        if sized:
+            widest = max(sized, key=lambda w: int(w["num_bits"]))
+            bits, kind = int(widest["num_bits"]), str(widest.get("type", "int")).lower()
+    if method not in ("awq", "gptq", "compressed-tensors") or bits not in (4, 8):
+        return None
+    if kind == "float":
+        return "fp8" if bits == 8 else "fp4"
+    return "int8" if bits == 8 else "int4"

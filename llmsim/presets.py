@@ -2,9 +2,10 @@
 simulation, beyond the GPU.
 
 A preset holds the engine's per-step host overhead (fitted where measurements exist, otherwise
-a documented estimate), its KV block size and its scheduling defaults (sequence and token
-budgets, chunked prefill). ``engine.preset`` in a scenario applies the host overhead to the cost
-model and the block size to the engine; :meth:`EnginePreset.policy_update` applies the
+a documented estimate), its KV block size, its default KV cache and weight types and its
+scheduling defaults (sequence and token budgets, chunked prefill). ``engine.preset`` in a
+scenario applies the host overhead to the cost model and the block size and data types to the
+engine; :meth:`EnginePreset.policy_update` applies the
 scheduling defaults to a policy config, setting only the fields that config has.
 """
 
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from llmsim.config_io import find, load_catalog, shipped_dir, unknown_name
 from llmsim.errors import UnknownNameError
 from llmsim.hardware_calibration import HostParams
+from llmsim.models import KVCacheDType, Quantization
 
 
 class PresetPolicy(BaseModel):
@@ -47,6 +49,12 @@ class EnginePreset(BaseModel):
     async_scheduling: bool = False
     frontend_ms: float = Field(default=0.0, ge=0)
     tokenize_us_per_token: float = Field(default=0.0, ge=0)
+    kv_cache_dtype: KVCacheDType = Field(
+        default="auto", description="The engine's default KV cache type (auto: the model's)."
+    )
+    quantization: Quantization = Field(
+        default="auto", description="The engine's default weight type (auto: the checkpoint's)."
+    )
     policy: PresetPolicy = Field(default_factory=PresetPolicy)
 
     def cost_update(self) -> dict[str, float]:

@@ -30,6 +30,7 @@ class Replica:
     policy: Policy
     cost: CostModel
     kv: KVBudget
+    model: ModelSpec  # as served: the engine's KV cache and weight types applied
     pool: str = "default"
     role: str = "mixed"
     classes: tuple[str, ...] = ()
@@ -61,13 +62,15 @@ def build_replica(
     hold).
     """
     spec = spec or scenario.replica_specs()[index]
-    model = get_model(scenario.model)
-    hw = get_hardware(spec.hardware)
     eng = spec.engine
+    model = eng.served_model(get_model(scenario.model))
+    hw = get_hardware(spec.hardware)
     tp, pp = spec.tensor_parallel, spec.pipeline_parallel
     max_len = eng.max_model_len or model.max_context
     pol = spec.policy
     draft = _draft_model(scenario, pol, model)
+    if draft is not None:  # the draft's KV lives in the same cache, in its type
+        draft = draft.with_dtypes(kv_cache_dtype=eng.kv_cache_dtype)
     where = f"cluster pool '{spec.pool}'" if scenario.cluster else "policy"
     if spec.role != "mixed" and pol.kind not in ("continuous", "speculative"):
         raise ConfigError(
@@ -103,11 +106,17 @@ def build_replica(
         policy = pol.build(ctx)
     except ValueError as exc:
         raise ConfigError(str(exc), source=scenario.source, field=where) from None
-    cost = _cost_model(eng.cost, model, hw, tp, pp)
-    if draft is not None:
-        cost = SpeculativeCostModel(cost, _cost_model(_draft_cost(eng.cost), draft, hw, tp, 1))
+    try:
+        cost = _cost_model(eng.cost, model, hw, tp, pp)
+        if draft is not None:
+            draft_cost = _cost_model(_draft_cost(eng.cost), draft, hw, tp, 1)
+            cost = SpeculativeCostModel(cost, draft_cost)
+    except ConfigError as exc:
+        if exc.source is not None:
+            raise
+        raise ConfigError(exc.reason, source=scenario.source, field=exc.field) from None
     return Replica(
-        spec.index, policy, cost, budget, spec.pool, spec.role, spec.classes,
+        spec.index, policy, cost, budget, model, spec.pool, spec.role, spec.classes,
         frontend_s=eng.frontend_ms * 1e-3, tokenize_s=eng.tokenize_us_per_token * 1e-6,
         async_scheduling=eng.async_scheduling,
     )  # fmt: skip

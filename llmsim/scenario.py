@@ -24,7 +24,7 @@ from llmsim.cost import CostConfig, RooflineConfig
 from llmsim.errors import ConfigError, LlmsimError
 from llmsim.hardware import get_hardware
 from llmsim.metrics import MetricsConfig
-from llmsim.models import get_model
+from llmsim.models import KVCacheDType, ModelSpec, Quantization, get_model
 from llmsim.policies import ContinuousConfig, PolicyConfig, SpeculativeConfig
 from llmsim.presets import get_preset
 from llmsim.workload import WorkloadConfig
@@ -34,8 +34,8 @@ class EngineConfig(BaseModel):
     """Scenario section ``engine``: memory settings and the step-time model of each replica.
 
     ``preset`` names a serving engine (``llmsim.presets``): it sets the cost model's host
-    overhead and the block size wherever the scenario leaves them unset; ``Scenario`` applies
-    its scheduling defaults to the policy.
+    overhead, the block size and the KV cache and weight types wherever the scenario leaves
+    them unset; ``Scenario`` applies its scheduling defaults to the policy.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -50,6 +50,21 @@ class EngineConfig(BaseModel):
     )
     max_model_len: int | None = Field(
         default=None, gt=0, description="Longest prompt + output accepted; default: the model's."
+    )
+    kv_cache_dtype: KVCacheDType = Field(
+        default="auto",
+        description="KV cache data type, as vLLM's --kv-cache-dtype: auto (the model's, "
+        "normally bf16), bf16, fp16, or fp8 (also fp8_e4m3, fp8_e5m2): one byte per element, "
+        "half the KV bytes per token of bf16, so twice the blocks and half the bytes decode "
+        "attention reads.",
+    )
+    quantization: Quantization = Field(
+        default="auto",
+        description="Stored weight type: auto (the model's, from its YAML or config.json), "
+        "fp8 (vLLM --quantization fp8, or an FP8 checkpoint), int8 or int4 (GPTQ, AWQ, "
+        "compressed-tensors checkpoints), fp4 (NVFP4/MXFP4). Sets the weight bytes (memory, "
+        "KV capacity, GEMM weight reads); fp8 weights compute in fp8 on GPUs with fp8 tensor "
+        "cores and in bf16 elsewhere, the other types always in bf16 (weight-only).",
     )
     cost: CostConfig = Field(default_factory=RooflineConfig)
     async_scheduling: bool = Field(
@@ -73,6 +88,10 @@ class EngineConfig(BaseModel):
         "(tokenisation and input processing), microseconds.",
     )
 
+    def served_model(self, model: ModelSpec) -> ModelSpec:
+        """``model`` with this engine's KV cache and weight types applied."""
+        return model.with_dtypes(self.kv_cache_dtype, self.quantization)
+
     @model_validator(mode="before")
     @classmethod
     def _apply_preset(cls, data: Any) -> Any:
@@ -86,6 +105,8 @@ class EngineConfig(BaseModel):
         data.setdefault("block_size", preset.block_size)
         for key, value in preset.engine_defaults().items():
             data.setdefault(key, value)
+        data.setdefault("kv_cache_dtype", preset.kv_cache_dtype)
+        data.setdefault("quantization", preset.quantization)
         cost = data.get("cost", RooflineConfig())
         if isinstance(cost, BaseModel):
             fields, explicit = type(cost).model_fields, cost.model_fields_set
@@ -213,10 +234,11 @@ class Scenario(BaseModel):
                     raise ValueError(f"cluster.pools.{i}.hardware: {reason}") from None
             engine = self.engine
             if pool.engine:
+                base = self.engine.model_dump(exclude_unset=True)
+                if "cost" in base:  # as the object: its dump may lack the default 'kind'
+                    base["cost"] = self.engine.cost
                 try:
-                    engine = EngineConfig.model_validate(
-                        {**self.engine.model_dump(exclude_unset=True), **pool.engine}
-                    )
+                    engine = EngineConfig.model_validate({**base, **pool.engine})
                 except ValidationError as exc:
                     err = first_error(exc, None, pool.engine)
                     raise ValueError(f"cluster.pools.{i}.engine.{err}") from None

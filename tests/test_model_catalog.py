@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from llmsim.errors import ConfigError, UnknownNameError
-from llmsim.models import ModelSpec, catalog_dir, from_hf_config, get_model, list_models
+from llmsim.models import (
+    ModelSpec,
+    catalog_dir,
+    from_hf_config,
+    get_model,
+    hf_config_to_spec,
+    list_models,
+    quantized_weight_dtype,
+)
 
 HF_CONFIGS = Path(__file__).parent / "data" / "hf_configs"
 
@@ -25,6 +34,8 @@ REQUIRED = [
     "Qwen3-30B-A3B",
     "DeepSeek-V3",
     "Phi-2",
+    "Llama-4-Scout-17B-16E",
+    "Llama-4-Scout-17B-16E-FP8",
     # Models with measured profiling data.
     "Llama-3-8B",
     "Llama-3-70B",
@@ -156,7 +167,12 @@ def test_derived_params_match_published(name):
 
 @pytest.mark.parametrize(
     "name, active_b",
-    [("Mixtral-8x7B", 12.9), ("Qwen3-30B-A3B", 3.3), ("DeepSeek-V3", 37.0)],
+    [
+        ("Mixtral-8x7B", 12.9),
+        ("Qwen3-30B-A3B", 3.3),
+        ("DeepSeek-V3", 37.0),
+        ("Llama-4-Scout-17B-16E", 17.0),
+    ],
 )
 def test_moe_active_params(name, active_b):
     m = get_model(name)
@@ -232,6 +248,7 @@ def test_hf_config_matches_catalog(name):
     assert not diffs, f"{name}: config.json vs catalog differ: {diffs}"
     assert from_hf.num_params == catalog.num_params
     assert from_hf.kv_elements_per_token_per_layer == catalog.kv_elements_per_token_per_layer
+    assert from_hf.weight_bytes == catalog.weight_bytes  # quantised checkpoints included
 
 
 def test_hf_config_via_get_model_path():
@@ -288,3 +305,95 @@ def test_hf_config_reads_fp8_quantization():
     spec = from_hf_config(HF_CONFIGS / "DeepSeek-V3" / "config.json")
     assert spec.weight_dtype == "fp8"
     assert spec.weight_bytes == pytest.approx(get_model("DeepSeek-V3").weight_bytes)
+
+
+# --- Llama 4 and quantised checkpoints -------------------------------------------------------
+
+SHARED_CONFIGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "model_configs"
+
+
+def test_llama4_scout_fp8_config_reads_text_config_moe_and_fp8():
+    """Llama-4-Scout (RedHatAI FP8-dynamic): keys under text_config, 16 experts top-1 plus a
+    shared expert in each of the 48 layers, compressed-tensors float 8-bit weights.
+    Attention 48 x 62,914,560 = 3.02B; experts 48 x 17 x 3 x 5,120 x 8,192 = 102.8B (+ routers
+    3.9M); embeddings 2 x 202,048 x 5,120 = 2.07B: 107.8B total, 17.2B active."""
+    m = from_hf_config(HF_CONFIGS / "Llama-4-Scout-17B-16E-FP8" / "config.json")
+    assert (m.num_layers, m.hidden_size, m.num_heads, m.num_kv_heads) == (48, 5120, 40, 8)
+    assert m.moe is not None
+    assert (m.moe.num_experts, m.moe.experts_per_token, m.moe.num_shared_experts) == (16, 1, 1)
+    assert (m.moe.expert_ffn_size, m.ffn_size, m.num_moe_layers) == (8192, 16384, 48)
+    assert m.num_params == 107_769_364_480
+    assert m.num_active_params == 17_172_398_080
+    assert m.weight_dtype == "fp8" and m.kv_dtype == "bf16"
+    assert m.weight_bytes == m.num_params  # one byte a weight
+    assert get_model("llama-4-scout-17b-16e-instruct-fp8-dynamic").weight_dtype == "fp8"
+    assert get_model("Llama-4-Scout").weight_dtype == "bf16"
+
+
+def test_interleaved_moe_layers_alternate_with_dense_ones():
+    """interleave_moe_layer_step 2 (Llama-4-Maverick's layout): every second layer has
+    experts, the others a dense MLP of intermediate_size_mlp."""
+    cfg = json.loads((HF_CONFIGS / "Llama-4-Scout-17B-16E-FP8" / "config.json").read_text())
+    cfg["text_config"]["interleave_moe_layer_step"] = 2
+    m = ModelSpec.model_validate(hf_config_to_spec(cfg, "maverick-like"))
+    assert m.num_moe_layers == 24
+    scout = get_model("Llama-4-Scout-17B-16E")
+    dense = 24 * 3 * 5120 * 16384
+    assert m.num_params == scout.num_params - 24 * scout.mlp_params_total() // 48 + dense
+
+
+@pytest.mark.parametrize(
+    "quant, dtype",
+    [
+        ({"quant_method": "fp8"}, "fp8"),
+        ({"quant_method": "awq", "bits": 4}, "int4"),
+        ({"quant_method": "gptq", "bits": 8}, "int8"),
+        ({"quant_method": "modelopt", "quant_algo": "FP8"}, "fp8"),
+        ({"quant_method": "modelopt", "quant_algo": "NVFP4"}, "fp4"),
+        (
+            {
+                "quant_method": "compressed-tensors",
+                "config_groups": {"g": {"weights": {"num_bits": 8, "type": "float"}}},
+            },
+            "fp8",
+        ),
+        (
+            {
+                "quant_method": "compressed-tensors",
+                "config_groups": {"g": {"weights": {"num_bits": 8, "type": "int"}}},
+            },
+            "int8",
+        ),
+        (
+            {
+                "quant_method": "compressed-tensors",
+                "config_groups": {"g": {"weights": {"num_bits": 4, "type": "int"}}},
+            },
+            "int4",
+        ),
+        ({"quant_method": "bitsandbytes"}, None),
+        ({}, None),
+    ],
+)
+def test_quantization_config_gives_the_stored_weight_type(quant, dtype):
+    assert quantized_weight_dtype(quant) == dtype
+
+
+@pytest.mark.skipif(not SHARED_CONFIGS.is_dir(), reason="shared model configs not present")
+@pytest.mark.parametrize(
+    "folder",
+    sorted(p.parent.name for p in SHARED_CONFIGS.glob("*/config.json"))
+    if SHARED_CONFIGS.is_dir()
+    else [],
+)
+def test_every_shared_model_config_loads(folder):
+    m = from_hf_config(SHARED_CONFIGS / folder / "config.json")
+    assert 1e9 < m.num_params < 2e11
+    assert m.num_active_params <= m.num_params
+    # the catalog entry of the same model, where there is one, agrees on the architecture
+    try:
+        catalog = get_model(folder)
+    except UnknownNameError:
+        return
+    assert catalog.num_params == pytest.approx(m.num_params, rel=0.01), folder
+    assert catalog.kv_elements_per_token_per_layer == m.kv_elements_per_token_per_layer

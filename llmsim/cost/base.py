@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from llmsim.errors import ConfigError
+from llmsim.hardware import HardwareProfile
+from llmsim.models import ModelSpec
+
 
 @dataclass(frozen=True, slots=True)
 class BatchShape:
@@ -83,3 +87,26 @@ class CostModel(Protocol):
         Called once per simulated decode step, so implementations should make it cheap.
         """
         ...
+
+
+def gemm_dtype(model: ModelSpec, hardware: HardwareProfile, requested: str | None) -> str:
+    """The data type a replica's weight GEMMs run in (``engine.cost.compute_dtype``).
+
+    By default fp8 weights run fp8 GEMMs (activations quantised per token) on GPUs with fp8
+    tensor cores (an ``fp8`` entry in the profile's ``peak_tflops``: Hopper, Ada, Blackwell,
+    MI300X); on GPUs without them (Ampere: A100, A10G, A40) they are weight-only quantised,
+    dequantised inside the kernel and multiplied in bf16 at the bf16 peak, as vLLM's FP8
+    Marlin kernels do. Every other weight type computes in bf16 (int8/int4/fp4: weight-only).
+    Asking for fp8 on a GPU without fp8 tensor cores is a ConfigError.
+    """
+    has_fp8 = "fp8" in hardware.peak_tflops
+    if requested is None:
+        return "fp8" if model.weight_dtype == "fp8" and has_fp8 else "bf16"
+    if requested == "fp8" and not has_fp8:
+        raise ConfigError(
+            f"'fp8' needs fp8 tensor cores, which {hardware.name} lacks (its peak_tflops "
+            f"lists {', '.join(hardware.peak_tflops)}); leave it unset to run fp8 weights in "
+            "bf16 (weight-only), or say 'bf16'",
+            field="engine.cost.compute_dtype",
+        )
+    return requested

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from llmsim.cost import attention_table as A
 from llmsim.cost import gemm_table as T
 from llmsim.cost import kernels as K
-from llmsim.cost.base import BatchShape
+from llmsim.cost.base import BatchShape, gemm_dtype
 from llmsim.cost.kernel_table import Curve, size_points
 from llmsim.errors import ConfigError
 from llmsim.hardware import HardwareProfile, list_hardware
@@ -62,7 +62,9 @@ class CalibratedConfig(BaseModel):
         description="Extra host time per step with several GPUs, ms; default: the profile's.",
     )
     compute_dtype: Literal["bf16", "fp16", "fp8"] | None = Field(
-        default=None, description="GEMM data type; default follows the weights (fp8 weights: fp8)."
+        default=None,
+        description="GEMM data type; default: fp8 for fp8 weights on a GPU with fp8 tensor "
+        "cores, bf16 otherwise (weight-only quantisation).",
     )
     kernel_table: bool = Field(
         default=True,
@@ -110,7 +112,7 @@ class CalibratedCostModel:
         self.hardware = hardware
         self.tp = tp
         self.cfg = cfg
-        dtype = cfg.compute_dtype or ("fp8" if model.weight_dtype == "fp8" else "bf16")
+        dtype = gemm_dtype(model, hardware, cfg.compute_dtype)
         gemm = cal.gemm.get("fp8") if dtype == "fp8" else None
         gemm_params = gemm or cal.gemm["bf16"]
         self._gemm_dtype = "fp8" if gemm is not None else "bf16"  # the fitted (and measured)

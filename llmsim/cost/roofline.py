@@ -24,7 +24,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmsim.cost.base import BatchShape
+from llmsim.cost.base import BatchShape, gemm_dtype
 from llmsim.hardware import HardwareProfile
 from llmsim.models import DTYPE_BYTES, ModelSpec
 
@@ -43,7 +43,9 @@ class RooflineConfig(BaseModel):
     step_overhead_ms: float = Field(default=2.0, ge=0)
     seq_overhead_us: float = Field(default=10.0, ge=0)
     compute_dtype: Literal["bf16", "fp16", "fp8"] | None = Field(
-        default=None, description="GEMM data type; default follows the weights (fp8 weights: fp8)."
+        default=None,
+        description="GEMM data type; default: fp8 for fp8 weights on a GPU with fp8 tensor "
+        "cores, bf16 otherwise (weight-only quantisation).",
     )
 
     def build(self, model: ModelSpec, hardware: HardwareProfile, tp: int) -> RooflineCostModel:
@@ -68,7 +70,7 @@ class RooflineCostModel:
         self.hardware = hardware
         self.tp = tp
         self.cfg = cfg
-        dtype = cfg.compute_dtype or ("fp8" if model.weight_dtype == "fp8" else "bf16")
+        dtype = gemm_dtype(model, hardware, cfg.compute_dtype)
         self.flops = hardware.peak_flops(dtype) * cfg.gemm_efficiency
         self.attn_flops = hardware.peak_flops("bf16") * cfg.attention_efficiency
         self.bw = hardware.memory_bandwidth * cfg.memory_efficiency

@@ -28,6 +28,7 @@ from llmsim.workload.arrivals import OpenLoopArrivals
 from llmsim.workload.durations import DurationConfig
 from llmsim.workload.lengths import LengthConfig
 from llmsim.workload.prefix import SessionHashes
+from llmsim.workload.stages import StagedArrivals
 from llmsim.workload.stream import RequestStream
 
 LengthSampler = Callable[
@@ -131,6 +132,7 @@ def session_stream(
         # Fresh generators from the same seeds: a redraw with more sessions is reproducible.
         return [np.random.default_rng(s) for s in (*seeds, s_turns, s_think)]
 
+    assert not isinstance(arrival, StagedArrivals)  # refused by the workload's validation
     if duration_s is not None:
         assert arrival is not None
         r_arr, r_p, r_o, r_t, r_k = rngs()
