@@ -125,6 +125,13 @@ class Scenario(BaseModel):
     model: str
     hardware: str
     tensor_parallel: int = Field(default=1, ge=1, description="GPUs per replica.")
+    data_parallel: int = Field(
+        default=1,
+        ge=1,
+        description="Identical replicas of the top-level settings behind the default router "
+        "(round robin), as vLLM's --data-parallel-size; not with a cluster section, whose "
+        "pools give their own replicas.",
+    )
     engine: EngineConfig = Field(default_factory=EngineConfig)
     policy: PolicyConfig = Field(default_factory=ContinuousConfig)
     workload: WorkloadConfig
@@ -176,6 +183,11 @@ class Scenario(BaseModel):
 
     @model_validator(mode="after")
     def _tp_fits_node(self) -> Scenario:
+        if self.data_parallel > 1 and self.cluster is not None:
+            raise ValueError(
+                f"data_parallel {self.data_parallel} cannot be combined with a cluster "
+                "section: give the replicas per pool (cluster.pools[].replicas) instead"
+            )
         for spec in self.replica_specs():
             hw = get_hardware(spec.hardware)
             if spec.tensor_parallel > hw.max_gpus_per_node:
@@ -191,9 +203,10 @@ class Scenario(BaseModel):
         if self.cluster is None:
             return [
                 ReplicaSpec(
-                    "default", 0, self.hardware, self.tensor_parallel, 1, self.engine,
+                    "default", i, self.hardware, self.tensor_parallel, 1, self.engine,
                     self.policy, "mixed", (),
                 )
+                for i in range(self.data_parallel)
             ]  # fmt: skip
         specs: list[ReplicaSpec] = []
         for i, pool in enumerate(self.cluster.pools):
