@@ -100,6 +100,8 @@ def print_summary(result: SimulationResult) -> None:
     kv = result.kv[0]
     if sc.cluster is None:
         where = f"{sc.tensor_parallel}x {sc.hardware}, policy {sc.policy.kind}"
+        if sc.data_parallel > 1:
+            where = f"{sc.data_parallel} replicas of {where}, router round_robin"
     else:
         pools = ", ".join(f"{p.name} ({p.replicas} replicas)" for p in sc.cluster.pools)
         where = f"{len(result.kv)} replicas in pools {pools}, router {sc.cluster.router.kind}"

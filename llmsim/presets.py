@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,7 +28,9 @@ class PresetPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_num_seqs: int | None = Field(default=None, gt=0)
+    max_num_seqs: Annotated[int, Field(gt=0)] | Literal["derive"] | None = Field(
+        default=None, description="An integer, or 'derive': from the KV capacity, as SGLang does."
+    )
     max_num_batched_tokens: int | None = Field(default=None, gt=0)
     chunked_prefill: bool | None = None
     long_prefill_token_threshold: int | None = Field(default=None, gt=0)

@@ -20,7 +20,7 @@ from pydantic import (
 
 from llmsim.cluster import ClusterConfig, Role
 from llmsim.config_io import first_error, parse_yaml, read_yaml, validate_data
-from llmsim.cost import CostConfig, RooflineConfig
+from llmsim.cost import CalibratedConfig, CostConfig, RooflineConfig
 from llmsim.errors import ConfigError, LlmsimError
 from llmsim.hardware import get_hardware
 from llmsim.metrics import MetricsConfig
@@ -34,8 +34,10 @@ class EngineConfig(BaseModel):
     """Scenario section ``engine``: memory settings and the step-time model of each replica.
 
     ``preset`` names a serving engine (``llmsim.presets``): it sets the cost model's host
-    overhead, the block size and the KV cache and weight types wherever the scenario leaves
-    them unset; ``Scenario`` applies its scheduling defaults to the policy.
+    overheads (per step, per sequence and with TP > 1; the same for the roofline and the
+    calibrated model, given as a mapping or an object), the block size, the KV cache and weight
+    types, and the serving pipeline (async scheduling, API-server time) wherever the scenario
+    leaves them unset; ``Scenario`` applies its scheduling defaults to the policy.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -107,25 +109,38 @@ class EngineConfig(BaseModel):
             data.setdefault(key, value)
         data.setdefault("kv_cache_dtype", preset.kv_cache_dtype)
         data.setdefault("quantization", preset.quantization)
-        cost = data.get("cost", RooflineConfig())
-        if isinstance(cost, BaseModel):
-            fields, explicit = type(cost).model_fields, cost.model_fields_set
-            update = {k: v for k, v in preset.cost_update().items() if k in fields}
-            update = {k: v for k, v in update.items() if k not in explicit}
-            data["cost"] = cost.model_copy(update=update)
-        elif isinstance(cost, dict):
-            kind = cost.get("kind", "roofline")
-            allowed = {
-                "roofline": ("step_overhead_ms", "seq_overhead_us"),
-                "calibrated": ("step_overhead_ms", "seq_overhead_us", "tp_overhead_ms"),
-            }
-            extra = {
-                k: v
-                for k, v in preset.cost_update().items()
-                if k in allowed.get(kind, ()) and cost.get(k) is None
-            }
-            data["cost"] = {**cost, **extra}
+        data["cost"] = _preset_cost(data.get("cost", RooflineConfig()), preset.cost_update())
         return data
+
+
+# The cost models that take an engine's host overheads, by ``kind`` (the constant model is a
+# fixed cost per step: a preset changes nothing there).
+_HOST_COST_CONFIGS: dict[str, type[BaseModel]] = {
+    "roofline": RooflineConfig,
+    "calibrated": CalibratedConfig,
+}
+
+
+def _preset_cost(cost: Any, host: dict[str, float]) -> Any:
+    """The cost section with a preset's host overheads (step, per-sequence and
+    tensor-parallel) filled in wherever the scenario left them unset: the same fields, the
+    same way, whether the section is a mapping or a config object and whichever cost model
+    it names."""
+    if isinstance(cost, BaseModel):
+        kind = getattr(cost, "kind", None)
+        given = {k for k in cost.model_fields_set if getattr(cost, k) is not None}
+    elif isinstance(cost, dict):
+        kind = cost.get("kind", "roofline")
+        given = {k for k, v in cost.items() if v is not None}
+    else:
+        return cost
+    cls = _HOST_COST_CONFIGS.get(str(kind))
+    if cls is None:
+        return cost
+    update = {k: v for k, v in host.items() if k in cls.model_fields and k not in given}
+    if isinstance(cost, BaseModel):
+        return cost.model_copy(update=update)
+    return {**cost, **update}
 
 
 @dataclass(frozen=True)
@@ -154,6 +169,13 @@ class Scenario(BaseModel):
     model: str
     hardware: str
     tensor_parallel: int = Field(default=1, ge=1, description="GPUs per replica.")
+    data_parallel: int = Field(
+        default=1,
+        ge=1,
+        description="Identical replicas of the top-level settings behind the default router "
+        "(round robin), as vLLM's --data-parallel-size; not with a cluster section, whose "
+        "pools give their own replicas.",
+    )
     engine: EngineConfig = Field(default_factory=EngineConfig)
     policy: PolicyConfig = Field(default_factory=ContinuousConfig)
     workload: WorkloadConfig
@@ -205,6 +227,11 @@ class Scenario(BaseModel):
 
     @model_validator(mode="after")
     def _tp_fits_node(self) -> Scenario:
+        if self.data_parallel > 1 and self.cluster is not None:
+            raise ValueError(
+                f"data_parallel {self.data_parallel} cannot be combined with a cluster "
+                "section: give the replicas per pool (cluster.pools[].replicas) instead"
+            )
         for spec in self.replica_specs():
             hw = get_hardware(spec.hardware)
             if spec.tensor_parallel > hw.max_gpus_per_node:
@@ -220,9 +247,10 @@ class Scenario(BaseModel):
         if self.cluster is None:
             return [
                 ReplicaSpec(
-                    "default", 0, self.hardware, self.tensor_parallel, 1, self.engine,
+                    "default", i, self.hardware, self.tensor_parallel, 1, self.engine,
                     self.policy, "mixed", (),
                 )
+                for i in range(self.data_parallel)
             ]  # fmt: skip
         specs: list[ReplicaSpec] = []
         for i, pool in enumerate(self.cluster.pools):

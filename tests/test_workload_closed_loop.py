@@ -80,12 +80,15 @@ def test_never_more_than_n_in_flight_and_all_sent_once(clients: int) -> None:
     assert not np.isnan(arrival).any() and not np.isnan(finish).any()
     assert max_in_flight(arrival, finish) <= clients
     assert c.finished and c.sent == len(stream)
-    # each client's next request leaves exactly think time after its previous one finished
+    # each client's next request arrives exactly think time (after its previous one
+    # finished) plus its own send delay
+    delay = stream.send_delay_s
+    assert delay is not None and (delay > 0).all()
     for client in range(clients):
         mine = [i for i in range(len(stream)) if c.client_of(i) == client]
         mine.sort(key=lambda i: arrival[i])
         for a, b in pairwise(mine):
-            assert arrival[b] == pytest.approx(finish[a] + stream.think_s[a])  # type: ignore[index]
+            assert arrival[b] == pytest.approx(finish[a] + stream.think_s[a] + delay[b])  # type: ignore[index]
 
 
 def test_full_concurrency_at_start_and_throughput_law() -> None:
@@ -107,6 +110,42 @@ def test_ramp_up_staggers_first_requests() -> None:
     )
     c = ClosedLoopClients(4, stream, ramp_up_s=2.0)
     assert [s.time for s in c.initial_requests()] == [0.0, 0.5, 1.0, 1.5]
+
+
+def test_send_delay_is_added_to_every_send() -> None:
+    """Hand-worked: ramp 2 s over 2 clients, think 1 s, delays 0.1, 0.2, 0.3, 0.4 s."""
+    stream = RequestStream(
+        np.full(4, np.nan), np.ones(4, int), np.ones(4, int), think_s=np.ones(4),
+        send_delay_s=np.array([0.1, 0.2, 0.3, 0.4]),
+    )  # fmt: skip
+    c = ClosedLoopClients(2, stream, ramp_up_s=2.0)
+    assert [(s.time, s.request, s.client) for s in c.initial_requests()] == [
+        (0.1, 0, 0), (1.2, 1, 1)
+    ]  # fmt: skip
+    nxt = c.on_finish(0, 5.0)
+    assert nxt is not None and (nxt.time, nxt.request, nxt.client) == (6.3, 2, 0)
+
+
+def test_default_ramp_and_jitter_are_benchmark_like() -> None:
+    from llmsim.workload.closed_loop import DEFAULT_JITTER_S, DEFAULT_RAMP_UP_S
+
+    arrival = ClosedLoopArrivals(clients=4)
+    assert arrival.ramp_up_s == DEFAULT_RAMP_UP_S == 1.0
+    assert arrival.jitter == ExponentialDuration(mean=DEFAULT_JITTER_S)
+    cfg = WorkloadConfig(
+        arrival=arrival, prompt_tokens=FixedLength(value=4), output_tokens=FixedLength(value=2),
+        num_requests=4000,
+    )  # fmt: skip
+    s = generate(cfg, np.random.SeedSequence(0))
+    assert s.send_delay_s is not None
+    assert s.send_delay_s.mean() == pytest.approx(DEFAULT_JITTER_S, rel=0.1)
+    off = cfg.model_copy(update={"arrival": ClosedLoopArrivals(
+        clients=4, ramp_up_s=0.0, jitter=FixedDuration(value=0.0))})  # fmt: skip
+    s0 = generate(off, np.random.SeedSequence(0))
+    assert s0.send_delay_s is not None and not s0.send_delay_s.any()
+    np.testing.assert_array_equal(s0.think_s, s.think_s)  # type: ignore[arg-type]
+    c = ClosedLoopClients.from_config(off.arrival, s0)  # type: ignore[arg-type]
+    assert [x.time for x in c.initial_requests()] == [0.0] * 4
 
 
 def test_sessions_run_in_order_on_one_client() -> None:
@@ -174,3 +213,37 @@ def test_closed_loop_config_rules() -> None:
         )
     with pytest.raises(ConfigError, match="decided during the run"):
         ClosedLoopArrivals(clients=2).times(np.random.default_rng(), 3)
+
+
+def _equal_length_run(arrival: ClosedLoopArrivals) -> tuple[np.ndarray, float]:
+    """16 clients, every request 256 prompt + 32 output tokens, prefill-first scheduling:
+    prefills per step (steps with any, after the first third of the run) and mean TTFT."""
+    import llmsim
+    from tests.conftest import make_scenario
+
+    sc = make_scenario(
+        policy=llmsim.ContinuousConfig(max_num_seqs=64),
+        workload=WorkloadConfig(
+            arrival=arrival,
+            prompt_tokens=FixedLength(value=256),
+            output_tokens=FixedLength(value=32),
+            num_requests=16 * 10,
+        ),
+    )
+    r = llmsim.simulate(sc)
+    st = r.steps[r.steps.start > r.steps.end.max() / 3]
+    prefills = (st.prefill_tokens[st.prefill_tokens > 0] // 256).to_numpy()
+    return prefills, float(r.summary["mean_ttft_ms"])
+
+
+def test_equal_lengths_do_not_stay_in_lock_step() -> None:
+    """Started together without jitter, 16 equal clients come back together every round: all
+    16 prefills in one step, then only decodes. With the default ramp and jitter they are
+    spread out, as benchmark clients are, and wait far less for their first token."""
+    lock, lock_ttft = _equal_length_run(
+        ClosedLoopArrivals(clients=16, ramp_up_s=0.0, jitter=FixedDuration(value=0.0))
+    )
+    assert (lock == 16).all()
+    spread, ttft = _equal_length_run(ClosedLoopArrivals(clients=16))
+    assert spread.mean() < 4 and (spread < 16).all()
+    assert ttft < lock_ttft / 2

@@ -15,6 +15,10 @@ Default efficiency factors and where they come from:
 * ``kernel_launch_us = 4``: the floor of a small kernel, even inside a CUDA graph.
 * ``step_overhead_ms = 2`` and ``seq_overhead_us = 10``: host work per step and per sequence
   (scheduler, input preparation, sampling, detokenisation), typical of Python engines.
+* ``tp_overhead_ms = 0``: extra host time per step when the replica has several GPUs
+  (broadcasting the step's inputs to the workers), the same term as the calibrated model's; 0
+  unless an engine preset (``engine.preset``) or the scenario sets it. The all-reduces inside
+  the forward pass are priced separately, from the link.
 """
 
 from __future__ import annotations
@@ -42,6 +46,12 @@ class RooflineConfig(BaseModel):
     kernel_launch_us: float = Field(default=4.0, ge=0)
     step_overhead_ms: float = Field(default=2.0, ge=0)
     seq_overhead_us: float = Field(default=10.0, ge=0)
+    tp_overhead_ms: float = Field(
+        default=0.0,
+        ge=0,
+        description="Extra host time per step when tensor_parallel > 1, ms (an engine "
+        "preset sets it).",
+    )
     compute_dtype: Literal["bf16", "fp16", "fp8"] | None = Field(
         default=None,
         description="GEMM data type; default: fp8 for fp8 weights on a GPU with fp8 tensor "
@@ -81,6 +91,8 @@ class RooflineCostModel:
         self.link_lat = hardware.interconnect.latency_us * 1e-6
         self.step_overhead = cfg.step_overhead_ms * 1e-3
         self.seq_overhead = cfg.seq_overhead_us * 1e-6
+        if tp > 1:
+            self.step_overhead += cfg.tp_overhead_ms * 1e-3
         self._dense_gemms = self._layer_gemms()
         self._moe_layers = model.num_moe_layers
         self._dense_mlp_layers = model.num_layers - self._moe_layers

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Hashable
 from itertools import accumulate
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -40,6 +40,22 @@ from llmsim.policies.waiting import Order, make_queue, victim_key
 from llmsim.request import Request, Status
 
 CHUNKED_DEFAULT_BUDGET = 8192
+# With ``max_num_seqs: derive`` the limit is known only once the KV cache is sized, so the
+# activation-memory estimate that sizes it counts this many sequences (the vLLM default):
+# SGLang itself reserves activation memory as a fraction of the GPU, not per request.
+DERIVE_MEMORY_SEQS = 256
+
+
+def derived_max_seqs(kv_tokens: int, context_len: int) -> int:
+    """SGLang's running-request limit when ``--max-running-requests`` is not given.
+
+    SGLang sizes its request pool as ``kv_tokens / context_len * 512`` clamped to [2048,
+    4096], and caps running requests at the smaller of that pool and half the KV pool's token
+    capacity (``ModelRunner`` and ``Scheduler`` in sgl-project/sglang, e.g. v0.4):
+    ``min(clamp(int(kv_tokens / context_len * 512), 2048, 4096), kv_tokens // 2)``.
+    """
+    pool = min(max(int(kv_tokens / context_len * 512), 2048), 4096)
+    return max(1, min(pool, kv_tokens // 2))
 
 
 class ContinuousConfig(BaseModel):
@@ -48,7 +64,11 @@ class ContinuousConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["continuous"] = "continuous"
-    max_num_seqs: int = Field(default=256, gt=0, description="Running sequences at most.")
+    max_num_seqs: Annotated[int, Field(gt=0)] | Literal["derive"] = Field(
+        default=256,
+        description="Running sequences at most. 'derive': SGLang's rule, from the KV cache's "
+        "token capacity and max_model_len (derived_max_seqs); the sglang preset uses it.",
+    )
     max_num_batched_tokens: int | None = Field(
         default=None,
         gt=0,
@@ -73,7 +93,8 @@ class ContinuousConfig(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> ContinuousConfig:
         budget = self.max_num_batched_tokens
-        if budget is not None and budget < self.max_num_seqs:
+        seqs = self.max_num_seqs
+        if budget is not None and isinstance(seqs, int) and budget < seqs:
             raise ValueError(
                 f"max_num_batched_tokens ({budget}) must be >= max_num_seqs ({self.max_num_seqs})"
             )
@@ -90,16 +111,27 @@ class ContinuousConfig(BaseModel):
             raise ValueError("prefix_caching needs kv_layout: paged")
         return self
 
+    @property
+    def _seqs_bound(self) -> int:
+        """The sequence cap known before the KV cache is sized."""
+        seqs = self.max_num_seqs
+        return seqs if isinstance(seqs, int) else DERIVE_MEMORY_SEQS
+
     def token_budget(self, max_model_len: int) -> int:
         if self.max_num_batched_tokens is not None:
             return self.max_num_batched_tokens
         if self.chunked_prefill:
-            return max(CHUNKED_DEFAULT_BUDGET, self.max_num_seqs)
-        return max(max_model_len, self.max_num_seqs)
+            return max(CHUNKED_DEFAULT_BUDGET, self._seqs_bound)
+        return max(max_model_len, self._seqs_bound)
 
     def memory_profile(self, max_model_len: int) -> tuple[int, int]:
         """(tokens, sequences) of the largest step, for the activation-memory estimate."""
-        return self.token_budget(max_model_len), self.max_num_seqs
+        return self.token_budget(max_model_len), self._seqs_bound
+
+    def max_seqs(self, kv_tokens: int, max_model_len: int) -> int:
+        """The running-sequence limit of a replica whose KV cache holds ``kv_tokens``."""
+        seqs = self.max_num_seqs
+        return seqs if isinstance(seqs, int) else derived_max_seqs(kv_tokens, max_model_len)
 
     def build(self, ctx: ReplicaContext) -> ContinuousPolicy:
         return ContinuousPolicy(self, ctx)
@@ -112,7 +144,7 @@ class ContinuousPolicy:
         self.pool = ctx.pool
         self.block_size = ctx.block_size
         self.max_model_len = ctx.max_model_len
-        self.max_seqs = cfg.max_num_seqs
+        self.max_seqs = cfg.max_seqs(ctx.pool.total * ctx.block_size, ctx.max_model_len)
         self.budget = cfg.token_budget(ctx.max_model_len)
         self.chunk_cap = cfg.long_prefill_token_threshold or self.budget
         self.paged = cfg.kv_layout == "paged"

@@ -232,8 +232,14 @@ def _synthetic(
     if isinstance(arrival, ClosedLoopArrivals):
         # Think times belong to requests, not to the order they finish in: drawn here, every
         # policy run on this seed sees the same ones.
-        think = arrival.think_time.sample(np.random.default_rng(s_arrival), len(stream))
-        stream = replace(stream, think_s=np.asarray(think, dtype=float))
+        rng = np.random.default_rng(s_arrival)
+        think = arrival.think_time.sample(rng, len(stream))
+        delay = arrival.jitter.sample(rng, len(stream))  # after the think times: they stay
+        stream = replace(
+            stream,
+            think_s=np.asarray(think, dtype=float),
+            send_delay_s=np.asarray(delay, dtype=float),
+        )
     return stream
 
 

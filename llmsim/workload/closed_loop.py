@@ -7,7 +7,7 @@ seed sees the same think times), and the engine drives a :class:`ClosedLoopClien
 finish::
 
     clients = ClosedLoopClients.from_config(scenario.workload.arrival, stream)
-    for send in clients.initial_requests():       # one per client, at t = 0 (or ramped)
+    for send in clients.initial_requests():       # one per client, over the ramp
         schedule_arrival(send.time, send.request)
     ...
     # whenever request i leaves the system (finished or rejected) at time `now`:
@@ -18,6 +18,12 @@ finish::
 Each client has at most one request in flight, so the system never holds more than
 ``clients`` requests. A client runs whole sessions: the turns of a conversation go out in order
 from one client; when its conversation ends it starts the next one nobody has taken.
+
+Like a benchmark's clients, they start over a ramp (``ramp_up_s``) rather than all at one
+instant, and each request reaches the engine a little after it is sent (``jitter``: the
+client's event loop, HTTP, the API server's handling and tokenisation). Started together,
+clients of equal-length requests would stay in lock-step waves (every prefill in one step,
+then only decodes) that real clients do not show.
 """
 
 from __future__ import annotations
@@ -28,15 +34,27 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmsim.errors import ConfigError
-from llmsim.workload.durations import DurationConfig, FixedDuration
+from llmsim.workload.durations import DurationConfig, ExponentialDuration, FixedDuration
 from llmsim.workload.stream import RequestStream
+
+# Benchmark-like defaults. A benchmark's first requests do not reach the engine in one instant:
+# each goes through the client's event loop, a new HTTP connection and the API server's
+# request handling and tokenisation in turn, so a burst of clients arrives spread over about a
+# second; clients start evenly over ``DEFAULT_RAMP_UP_S``. Afterwards each request reaches the
+# scheduler a few milliseconds after it is sent, by an amount that varies from request to
+# request: exponential with mean ``DEFAULT_JITTER_S``. The ramp is what matters for equal
+# lengths: started together, clients finish together and come back together (docs/workloads.md
+# has the measurement).
+DEFAULT_JITTER_S = 0.002
+DEFAULT_RAMP_UP_S = 1.0
 
 
 class ClosedLoopArrivals(BaseModel):
     """``clients`` concurrent users; each waits ``think_time`` after a reply before sending again.
 
-    Needs ``workload.num_requests`` (the total sent by all clients together). With
-    ``ramp_up_s``, client ``c`` sends its first request at ``c * ramp_up_s / clients``.
+    Needs ``workload.num_requests`` (the total sent by all clients together). Client ``c``
+    sends its first request at ``c * ramp_up_s / clients``; every request reaches the engine
+    ``jitter`` after it is sent.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -44,7 +62,16 @@ class ClosedLoopArrivals(BaseModel):
     kind: Literal["closed_loop"] = "closed_loop"
     clients: int = Field(gt=0, description="Concurrent users (the maximum requests in flight).")
     think_time: DurationConfig = Field(default_factory=lambda: FixedDuration(value=0.0))
-    ramp_up_s: float = Field(default=0.0, ge=0, description="Spread of the first requests.")
+    ramp_up_s: float = Field(
+        default=DEFAULT_RAMP_UP_S,
+        ge=0,
+        description="Clients start spread evenly over this many seconds (0: all at once).",
+    )
+    jitter: DurationConfig = Field(
+        default_factory=lambda: ExponentialDuration(mean=DEFAULT_JITTER_S),
+        description="Seconds from a client sending a request to the engine receiving it, "
+        "drawn per request (client and front-end time); {kind: fixed, value: 0} turns it off.",
+    )
 
     def times(self, rng: np.random.Generator, n: int) -> np.ndarray:
         raise ConfigError(
@@ -60,7 +87,8 @@ class ClosedLoopArrivals(BaseModel):
 
 
 class Send(NamedTuple):
-    """A client sends request ``request`` (its position in the stream) at ``time``."""
+    """Request ``request`` (its position in the stream), sent by ``client``, reaches the
+    engine at ``time`` (when it was sent plus its delay)."""
 
     time: float
     request: int
@@ -83,6 +111,9 @@ class ClosedLoopClients:
         self._n = n
         self._think: list[float] = (
             stream.think_s.tolist() if stream.think_s is not None else [0.0] * n
+        )
+        self._delay: list[float] = (
+            stream.send_delay_s.tolist() if stream.send_delay_s is not None else [0.0] * n
         )
         # Request i ends its session when the next entry belongs to another session.
         if stream.session_id is not None and n:
@@ -121,13 +152,15 @@ class ClosedLoopClients:
         return first
 
     def _send(self, time: float, index: int, client: int) -> Send:
+        """Client ``client`` sends request ``index`` at ``time``; it arrives after its delay."""
         self._client[index] = client
         self.in_flight += 1
         self.sent += 1
-        return Send(time, index, client)
+        return Send(time + self._delay[index], index, client)
 
     def initial_requests(self) -> list[Send]:
-        """Each client's first request, in time order (fewer if there are fewer sessions).
+        """Each client's first request (fewer if there are fewer sessions), sent in client
+        order over the ramp.
 
         Called once, before any ``on_finish``.
         """
@@ -145,8 +178,8 @@ class ClosedLoopClients:
         """Request ``index`` left the system at ``now``: its client's next send, if any.
 
         The next request is the following turn of the same session, or else the first turn of
-        the next untaken session, after the finished request's think time. None when no
-        requests are left for this client.
+        the next untaken session, sent after the finished request's think time (and arriving
+        after its own delay). None when no requests are left for this client.
         """
         c = self._client[index]
         if c < 0:

@@ -58,6 +58,9 @@ class RequestStream:
     """Scheduling priority (int64), lower served first (vLLM's convention); default 0."""
     think_s: np.ndarray | None = None
     """Closed loop only: seconds a client waits after this request finishes."""
+    send_delay_s: np.ndarray | None = None
+    """Closed loop only: seconds from the client sending this request to its arrival at the
+    engine (client and front-end jitter); default 0."""
     trace: TraceStats | None = None
     """Replayed traces only: what the reader read, kept and skipped."""
     stage: np.ndarray | None = None
@@ -70,7 +73,7 @@ class RequestStream:
     def __post_init__(self) -> None:
         n = len(self.arrival)
         for name in ("prompt_tokens", "output_tokens", "session_id", "turn", "request_class",
-                     "priority", "think_s", "prefix", "stage"):  # fmt: skip
+                     "priority", "think_s", "send_delay_s", "prefix", "stage"):  # fmt: skip
             col = getattr(self, name)
             if col is not None and len(col) != n:
                 raise ValueError(f"RequestStream.{name} has {len(col)} entries, arrival has {n}")
@@ -107,4 +110,5 @@ class RequestStream:
             priority=pick(self.priority),
             think_s=pick(self.think_s),
             stage=pick(self.stage),
+            send_delay_s=pick(self.send_delay_s),
         )
