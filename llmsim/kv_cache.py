@@ -241,3 +241,45 @@ class BlockPool:
     @property
     def hit_rate(self) -> float:
         return self.hit_tokens / self.query_tokens if self.query_tokens else 0.0
+
+
+class HostTier:
+    """A host-memory (CPU) tier of the prefix cache: an LRU of block keys, at most
+    ``capacity`` blocks (vLLM's OffloadingConnector with ``--kv-offloading-size``).
+
+    Every full prompt block a request computes is stored here (``store``), and blocks loaded
+    back to the GPU are refreshed (``touch``); the least recently stored or loaded block is
+    dropped when the tier is full. Blocks served from the GPU cache are not refreshed here.
+    The tier holds copies, so it takes nothing from the GPU pool.
+    """
+
+    __slots__ = ("capacity", "hit_tokens", "keys")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.keys: OrderedDict[Hashable, None] = OrderedDict()
+        self.hit_tokens = 0  # prompt tokens loaded from this tier instead of recomputed
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def match(self, keys: Sequence[Hashable]) -> int:
+        """How many leading keys this tier holds."""
+        n = 0
+        held = self.keys
+        for key in keys:
+            if key not in held:
+                break
+            n += 1
+        return n
+
+    def touch(self, keys: Sequence[Hashable]) -> None:
+        """Store (or refresh) blocks as the most recently used, evicting the least."""
+        held = self.keys
+        for key in keys:
+            if key in held:
+                held.move_to_end(key)
+            else:
+                held[key] = None
+        while len(held) > self.capacity:
+            held.popitem(last=False)

@@ -34,6 +34,8 @@ class PresetPolicy(BaseModel):
     max_num_batched_tokens: int | None = Field(default=None, gt=0)
     chunked_prefill: bool | None = None
     long_prefill_token_threshold: int | None = Field(default=None, gt=0)
+    num_scheduler_steps: int | None = Field(default=None, ge=1)
+    cpu_kv_offload_gib: float | None = Field(default=None, ge=0)
 
 
 class EnginePreset(BaseModel):

@@ -99,6 +99,7 @@ def build_replica(
         max_model_len=max_len,
         kv_block_bytes=budget.kv_bytes_per_token * eng.block_size,
         host_bandwidth=hw.pcie_bandwidth_gbps * 1e9,
+        num_gpus=tp * pp,
         rng=rng if rng is not None else np.random.default_rng(scenario.seed),
         role=spec.role,
     )

@@ -21,6 +21,7 @@ class ReplicaContext:
     max_model_len: int
     kv_block_bytes: float = 0.0  # bytes of one KV block on one GPU
     host_bandwidth: float = 0.0  # bytes/s between GPU and host memory (KV swap)
+    num_gpus: int = 1  # GPUs of the replica (tensor x pipeline parallel), each holding a share
     role: Literal["mixed", "prefill", "decode"] = "mixed"  # disaggregated serving
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
 

@@ -17,9 +17,11 @@ freed, the request re-queued to be prefilled again with what it had generated) o
 (blocks copied to host memory over PCIe and back later, both transfers charged to the step).
 
 Options: FCFS, priority-class or shortest-job-first order; prefix caching (full prompt blocks
-shared by content key, least recently used evicted first); paged or contiguous KV (a
-contiguous layout reserves ``max_model_len`` tokens per request at admission, as engines did
-before PagedAttention).
+shared by content key, least recently used evicted first), optionally with a host-memory tier
+that keeps copies of computed blocks and loads hits back over PCIe (vLLM's KV offloading);
+paged or contiguous KV (a contiguous layout reserves ``max_model_len`` tokens per request at
+admission, as engines did before PagedAttention); multi-step scheduling (vLLM V0's
+``num_scheduler_steps``: the scheduler runs once every n steps, the batch decodes in between).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmsim.cost.base import BatchShape
 from llmsim.hardware import GiB
-from llmsim.kv_cache import blocks_for, prompt_block_keys
+from llmsim.kv_cache import HostTier, blocks_for, prompt_block_keys
 from llmsim.policies.base import Plan, ReplicaContext, StepStats
 from llmsim.policies.decode_set import DecodeSet
 from llmsim.policies.waiting import Order, make_queue, victim_key
@@ -89,6 +91,24 @@ class ContinuousConfig(BaseModel):
     order: Order = "fcfs"
     kv_layout: Literal["paged", "contiguous"] = "paged"
     prefix_caching: bool = False
+    cpu_kv_offload_gib: float = Field(
+        default=0.0,
+        ge=0,
+        description="Host-memory tier of the prefix cache, GiB summed over the replica's GPUs "
+        "(vLLM --kv-offloading-size with the native OffloadingConnector). Every computed full "
+        "prompt block is copied there (asynchronously: no time charged); a prefix found there "
+        "and not on the GPU is loaded over PCIe, charged to the step, instead of recomputed. "
+        "Least recently stored or loaded blocks are dropped first. 0: no host tier. Needs "
+        "prefix_caching.",
+    )
+    num_scheduler_steps: int = Field(
+        default=1,
+        ge=1,
+        description="Multi-step scheduling (vLLM V0 --num-scheduler-steps): the scheduler runs "
+        "once every this many steps and the batch decodes in between, so requests are admitted, "
+        "and finished requests' slots freed, only at those points. Without chunked prefill a "
+        "step with prompts runs alone; with it, prompts are not chunked. 1: every step.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ContinuousConfig:
@@ -109,6 +129,16 @@ class ContinuousConfig(BaseModel):
                 )
         if self.prefix_caching and self.kv_layout == "contiguous":
             raise ValueError("prefix_caching needs kv_layout: paged")
+        if self.cpu_kv_offload_gib and not self.prefix_caching:
+            raise ValueError(
+                f"cpu_kv_offload_gib ({self.cpu_kv_offload_gib:g}) is a tier of the prefix cache: "
+                "it needs prefix_caching: true"
+            )
+        if self.num_scheduler_steps > 1 and thr is not None:
+            raise ValueError(
+                f"num_scheduler_steps ({self.num_scheduler_steps}) > 1 schedules whole prompts "
+                "(vLLM's multi-step does not chunk them): remove long_prefill_token_threshold"
+            )
         return self
 
     @property
@@ -147,6 +177,17 @@ class ContinuousPolicy:
         self.max_seqs = cfg.max_seqs(ctx.pool.total * ctx.block_size, ctx.max_model_len)
         self.budget = cfg.token_budget(ctx.max_model_len)
         self.chunk_cap = cfg.long_prefill_token_threshold or self.budget
+        # multi-step scheduling: prompts go whole; steps left before the next scheduling point
+        self.multi_step = cfg.num_scheduler_steps
+        self.whole_prompts = not cfg.chunked_prefill or self.multi_step > 1
+        self._window_left = 0
+        self._deferred: list[Request] = []  # finished inside a window: freed at its end
+        block_all_gpus = ctx.kv_block_bytes * ctx.num_gpus
+        self.host: HostTier | None = (
+            HostTier(int(cfg.cpu_kv_offload_gib * GiB // block_all_gpus))
+            if cfg.cpu_kv_offload_gib and block_all_gpus
+            else None
+        )
         self.paged = cfg.kv_layout == "paged"
         self.reserve = 0 if self.paged else blocks_for(ctx.max_model_len, ctx.block_size)
         if not self.paged and self.reserve > ctx.pool.total:
@@ -180,7 +221,7 @@ class ContinuousPolicy:
         pool = self.pool
         if (
             total > self.max_model_len
-            or (not self.cfg.chunked_prefill and r.prompt_tokens > self.budget)
+            or (self.whole_prompts and r.prompt_tokens > self.budget)
             or blocks_for(total, self.block_size) > pool.total - pool.watermark
         ):
             r.reject(now)
@@ -224,6 +265,14 @@ class ContinuousPolicy:
             self._join(r, r.last_emit)
 
     def schedule(self, now: float) -> Plan | None:
+        if self._window_left:
+            plan = self._continue_window(now)
+            if plan is not None:
+                return self._charge_transfers(plan)
+        if self._deferred:  # a scheduling point: free what finished inside the window
+            for r in self._deferred:
+                self._release(r)
+            self._deferred.clear()
         if self.incoming:
             self._take_incoming(now)
         if self.swapped:
@@ -232,10 +281,25 @@ class ContinuousPolicy:
             plan = self._schedule_chunked(now)
         else:
             plan = self._schedule_prefill_first(now)
+        return self._charge_transfers(plan)
+
+    def _charge_transfers(self, plan: Plan | None) -> Plan | None:
+        """Add the PCIe transfers decided while scheduling (swap, host-tier loads) to the step."""
         if plan is not None and self._transfer_s:
             plan.extra_s = self._transfer_s
             self._transfer_s = 0.0
         return plan
+
+    def _continue_window(self, now: float) -> Plan | None:
+        """Multi-step: the decode steps left before the next scheduling point, admitting
+        nothing; None when no request is left decoding (the window ends early)."""
+        ds = self.decode
+        preempted = self._make_room(now) if ds.n else False
+        if not ds.n:
+            self._window_left = 0
+            return None
+        steps = 1 if preempted else min(self._window_left, ds.steps_to_finish())
+        return Plan(shape=ds.shape(), decode_steps=ds.steps_within(self.pool.free, steps))
 
     def _schedule_prefill_first(self, now: float) -> Plan | None:
         if self.waiting and not self.swapped:
@@ -272,7 +336,7 @@ class ContinuousPolicy:
                 now,
                 left,
                 ds.n + len(self.prefilling),
-                whole=False,
+                whole=self.whole_prompts,
                 reserved=ds.blocks_needed() if ds.n else 0,
             )
         if granted:
@@ -305,16 +369,23 @@ class ContinuousPolicy:
         out: list[tuple[Request, int]] = []
         waiting = self.waiting
         caching = self.cfg.prefix_caching
+        host = self.host
         while waiting and budget > 0 and seqs < self.max_seqs:
             r = waiting.peek()
             keys: list[Hashable] = []
-            hit = 0
+            hit = loaded = 0  # leading blocks cached on the GPU, then on the host tier
             if caching:
                 keys = prompt_block_keys(r.prefix_hashes, r.hash_block_tokens, r.prompt_tokens, bs)
                 hit = pool.match(keys)
-                if hit * bs >= r.num_tokens:
-                    hit -= 1  # the last token is always computed, to sample from it
-            computed = hit * bs
+                if host is not None and hit < len(keys):
+                    loaded = host.match(keys[hit:])
+                if (hit + loaded) * bs >= r.num_tokens:
+                    # the last token is always computed, to sample from it
+                    if loaded:
+                        loaded -= 1
+                    else:
+                        hit -= 1
+            computed = (hit + loaded) * bs
             todo = r.num_tokens - computed
             q = todo if whole else min(todo, budget, self.chunk_cap)
             if q > budget:
@@ -330,12 +401,14 @@ class ContinuousPolicy:
             if hit:
                 pool.acquire(keys[:hit])
                 r.held_keys = list(keys[:hit])
-            r.keyed_blocks = hit
+            r.keyed_blocks = hit + loaded
             if caching and r.first_scheduled < 0:
                 pool.query_tokens += r.prompt_tokens
-                pool.hit_tokens += computed
+                pool.hit_tokens += hit * bs
                 r.cached_tokens = computed
             pool.allocate(new_blocks)
+            if loaded:
+                self._load_from_host(r, keys[hit : hit + loaded])
             r.reserved_blocks = self.reserve
             r.num_computed = computed
             r.status = Status.RUNNING
@@ -350,6 +423,17 @@ class ContinuousPolicy:
             if q < todo:
                 self.prefilling.append(r)
         return out
+
+    def _load_from_host(self, r: Request, keys: list[Hashable]) -> None:
+        """Copy blocks found on the host tier into the request's new GPU blocks: charged at
+        PCIe bandwidth to this step, then cached on the GPU like computed ones."""
+        assert self.host is not None
+        self.host.touch(keys)
+        self.host.hit_tokens += len(keys) * self.block_size
+        self._transfer_s += len(keys) * self.ctx.kv_block_bytes / self.ctx.host_bandwidth
+        for key in keys:
+            if self.pool.register(key):
+                r.held_keys.append(key)
 
     def _plan(self, granted: list[tuple[Request, int]], *, decodes: bool) -> Plan:
         chunks = [(q, r.num_computed) for r, q in granted]
@@ -431,6 +515,10 @@ class ContinuousPolicy:
 
     def update(self, plan: Plan, start: float, durations: list[float]) -> StepStats:
         ds = self.decode
+        if self.multi_step > 1:  # steps left in the window once these have run
+            alone = bool(plan.prefills) and not self.cfg.chunked_prefill  # a prompt step
+            left = (self._window_left - len(durations)) % self.multi_step
+            self._window_left = 0 if alone else left
         end = start + sum(durations)
         running = (
             ds.n
@@ -495,9 +583,12 @@ class ContinuousPolicy:
         if full <= r.keyed_blocks:
             return
         keys = prompt_block_keys(r.prefix_hashes, r.hash_block_tokens, r.prompt_tokens, bs)
-        for i in range(r.keyed_blocks, min(full, len(keys))):
-            if self.pool.register(keys[i]):
-                r.held_keys.append(keys[i])
+        new = keys[r.keyed_blocks : full]
+        for key in new:
+            if self.pool.register(key):
+                r.held_keys.append(key)
+        if self.host is not None:
+            self.host.touch(new)  # the connector copies every computed block to the host
         r.keyed_blocks = full
 
     def _held_blocks(self, r: Request) -> int:
@@ -514,5 +605,8 @@ class ContinuousPolicy:
     def _finish(self, r: Request, now: float) -> None:
         r.status = Status.FINISHED
         r.finish = now
-        self._release(r)
+        if self._window_left:
+            self._deferred.append(r)  # multi-step: its slot is freed at the next scheduling point
+        else:
+            self._release(r)
         self._finished.append(r)

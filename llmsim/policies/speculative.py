@@ -44,6 +44,8 @@ class SpeculativeConfig(ContinuousConfig):
     def _prefill_first_only(self) -> SpeculativeConfig:
         if self.chunked_prefill:
             raise ValueError("speculative decoding is modelled with chunked_prefill: false")
+        if self.num_scheduler_steps > 1:
+            raise ValueError("speculative decoding runs with num_scheduler_steps: 1 (as in vLLM)")
         return self
 
     def build(self, ctx: ReplicaContext) -> SpeculativePolicy:
