@@ -120,6 +120,7 @@ def run_scenario(
             "prefix_caching": True,
             "max_num_seqs": int(row["max_num_seqs"]),
             "max_num_batched_tokens": int(row["max_num_batched_tokens"]),
+            "cpu_kv_offload_gib": float(row["cpu_kv_offload_gib"]),
         },
         "workload": {
             "arrival": {"kind": "stages", "stages": _stages(row["stages"], source)},
