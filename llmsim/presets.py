@@ -33,6 +33,7 @@ class PresetPolicy(BaseModel):
     )
     max_num_batched_tokens: int | None = Field(default=None, gt=0)
     chunked_prefill: bool | None = None
+    prefix_caching: bool | None = None
     long_prefill_token_threshold: int | None = Field(default=None, gt=0)
     num_scheduler_steps: int | None = Field(default=None, ge=1)
     cpu_kv_offload_gib: float | None = Field(default=None, ge=0)
@@ -93,6 +94,8 @@ class EnginePreset(BaseModel):
             for k, v in self.policy_defaults().items()
             if k in fields and k not in config.model_fields_set
         }
+        if getattr(config, "kv_layout", "paged") == "contiguous":  # no prefix cache without pages
+            update.pop("prefix_caching", None)
         return type(config).model_validate({**config.model_dump(), **update})
 
 

@@ -219,6 +219,8 @@ class Scenario(BaseModel):
             if kind == "speculative":
                 defaults.pop("chunked_prefill", None)
                 defaults.pop("long_prefill_token_threshold", None)
+            if pol.get("kv_layout") == "contiguous":  # no prefix cache without pages
+                defaults.pop("prefix_caching", None)
             return {**data, "policy": {**defaults, **pol}}
         if isinstance(pol, ContinuousConfig) and not isinstance(pol, SpeculativeConfig):
             return {**data, "policy": preset.policy_update(pol)}
