@@ -9,6 +9,8 @@ API-server terms with one model held out at a time and reports only held-out pre
 from __future__ import annotations
 
 import time
+import warnings
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import pandas as pd
 
 from llmsim.atomic import atomic_write, atomic_write_text
 from llmsim.cli_calibrate import err_console, out_console
-from llmsim.e2e.fit import Terms, cross_validate, predict_all
+from llmsim.e2e.fit import Terms, cross_validate, fit_terms, predict_all
 from llmsim.e2e.replay import compare, error_summary
 from llmsim.e2e.runs import LATENCY_METRICS, WHOLE_RUN, ServingRun
 from llmsim.e2e.serving_data import DATA_DIR, load_serving_runs
@@ -31,7 +33,6 @@ def _runs(
     if run is not None:
         from llmsim.e2e.user_runs import load_user_run  # only when checking a user's run
         from llmsim.errors import ConfigError
-        from llmsim.scenario import load_scenario
 
         if scenario is None:
             raise ConfigError(
@@ -39,7 +40,12 @@ def _runs(
                 "engine and policy",
                 field="--scenario",
             )
-        return [load_user_run(run, load_scenario(scenario))]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            loaded = load_user_run(run, scenario)
+        for w in caught:  # one line each, as the run's notes
+            err_console.print(f"[yellow]warning:[/] {w.message}", highlight=False, soft_wrap=True)
+        return [loaded]
     return load_serving_runs(data or DATA_DIR, cost=cost, preset=preset)
 
 
@@ -59,7 +65,7 @@ def serving_fidelity(
     get_preset(preset, field="--preset")
     runs = _runs(data, run, scenario, cost, preset)
     done = [0]
-    total = len(runs) * (2 * len({r.group for r in runs}) if cross else 1)
+    total = len(runs) * (len({r.group for r in runs}) + 2 if cross else 1)
 
     def progress(key: str) -> None:
         done[0] += 1
@@ -67,9 +73,12 @@ def serving_fidelity(
 
     folds = None
     if cross:
-        p = get_preset(preset).host
-        start = Terms(p.step_overhead_ms, p.seq_overhead_us, p.tp_overhead_ms)
+        start = Terms()  # a fixed start, not the preset's values (fitted on these runs)
         table, folds = cross_validate(runs, start, jobs, progress)
+        every = fit_terms(runs, start, jobs, progress)  # what a preset fitted on all runs holds
+        row = {"held_out": "none (fitted on every run)", "train_runs": len(runs), **asdict(every)}
+        row["kv_offload_store_gbps"] = every.kv_offload_store_gbps
+        folds = pd.concat([folds, pd.DataFrame([row])], ignore_index=True)
         label = "held out by model (terms refitted without the run's model)"
     else:
         preds = predict_all(runs, jobs, progress)
@@ -137,10 +146,14 @@ def _plot(table: pd.DataFrame, out: Path, label: str) -> Path:
     whole = table[table["stage"] == WHOLE_RUN]
     for ax, metric in zip(axes, PLOTTED, strict=True):
         rows = whole[whole["metric"] == metric]
-        for group, sub in rows.groupby("group", sort=True):
-            ax.scatter(sub["measured"], sub["predicted"], s=28, label=str(group), alpha=0.85)
         vals = np.concatenate([rows["measured"].to_numpy(), rows["predicted"].to_numpy()])
         vals = vals[np.isfinite(vals) & (vals > 0)]
+        if not vals.size:
+            ax.set_title(f"{metric}: not measured", fontsize=9)
+            ax.set_axis_off()
+            continue
+        for group, sub in rows.groupby("group", sort=True):
+            ax.scatter(sub["measured"], sub["predicted"], s=28, label=str(group), alpha=0.85)
         lo, hi = float(vals.min()) * 0.8, float(vals.max()) * 1.25
         line = np.array([lo, hi])
         ax.plot(line, line, color="black", lw=0.8)
@@ -158,7 +171,9 @@ def _plot(table: pd.DataFrame, out: Path, label: str) -> Path:
         ax.set_xlabel("measured (ms)")
         ax.set_ylabel("predicted (ms)")
         ax.grid(alpha=0.3, which="both")
-    axes[0].legend(fontsize=7, loc="upper left", title="model", title_fontsize=7)
+    labelled = [ax for ax in axes if ax.get_legend_handles_labels()[0]]
+    if labelled:
+        labelled[0].legend(fontsize=7, loc="upper left", title="model", title_fontsize=7)
     fig = axes[0].get_figure(root=True)
     assert fig is not None
     fig.suptitle(f"Serving runs, whole run, predicted against measured\n{label}", fontsize=10)

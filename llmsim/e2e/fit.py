@@ -45,7 +45,8 @@ FRONTEND = ("frontend_ms", "tokenize_us_per_token")
 
 @dataclass(frozen=True)
 class Terms:
-    """Values of the fitted terms (see the module docstring)."""
+    """Values of the fitted terms (see the module docstring). The defaults are the starting
+    point of a fit: estimates made before any serving run was seen."""
 
     step_overhead_ms: float = 0.5
     seq_overhead_us: float = 15.0
