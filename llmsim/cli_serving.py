@@ -77,7 +77,6 @@ def serving_fidelity(
         table, folds = cross_validate(runs, start, jobs, progress)
         every = fit_terms(runs, start, jobs, progress)  # what a preset fitted on all runs holds
         row = {"held_out": "none (fitted on every run)", "train_runs": len(runs), **asdict(every)}
-        row["kv_offload_store_gbps"] = every.kv_offload_store_gbps
         folds = pd.concat([folds, pd.DataFrame([row])], ignore_index=True)
         label = "held out by model (terms refitted without the run's model)"
     else:

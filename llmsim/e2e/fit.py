@@ -7,8 +7,6 @@ Five physical terms, each with what it stands for:
 - ``seq_overhead_us``: host time per sequence in the step;
 - ``tp_overhead_ms``: synchronisation of the tensor-parallel workers per step (broadcast of the
   step's inputs, gathering of results), with more than one GPU;
-- ``kv_offload_store_gbps``: with a host tier of the prefix cache (vLLM's KV offloading), the
-  rate at which a step's new KV is copied to host memory while the step waits for it;
 - ``frontend_ms``: the API server's time per request outside the engine (HTTP handling,
   detokenisation and streaming);
 - ``tokenize_us_per_token``: the API server's time per prompt token before the engine sees the
@@ -16,10 +14,10 @@ Five physical terms, each with what it stands for:
 
 The step pipeline (``async_scheduling``) is structural, not fitted: it is what the engine does.
 The fit is two linear least-squares solves on top of simulations, since each term adds linearly
-to what the client measures: the ITL residuals of the runs against (1, mean batch, TP > 1, KV
-bytes copied to the host tier per step) give the host terms; then, simulated again with those,
-the TTFT residuals against (1, prompt tokens) give the front-end terms. Terms are kept
-non-negative.
+to what the client measures: the relative ITL gaps of the runs against (1, mean batch, TP > 1)
+give the host terms; then, simulated again with those, the relative TTFT gaps against (1, prompt
+tokens) give the front-end terms. Both are robust fits (soft L1 on relative error, so one run
+that queues over does not drag the rest), with every term kept non-negative.
 
 :func:`cross_validate` holds out one model at a time: the terms are fitted on the other models'
 runs and the held-out runs are predicted with them, so no error is reported on a run its terms
@@ -34,7 +32,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import lsq_linear
+from scipy.optimize import least_squares
 
 from llmsim.e2e.replay import compare, predict
 from llmsim.e2e.runs import WHOLE_RUN, ServingRun
@@ -53,18 +51,12 @@ class Terms:
     tp_overhead_ms: float = 0.3
     frontend_ms: float = 0.0
     tokenize_us_per_token: float = 0.0
-    store_ms_per_gb: float = 0.0  # 1000 / kv_offload_store_gbps; 0: the copy is hidden
 
-    @property
-    def kv_offload_store_gbps(self) -> float | None:
-        return 1e3 / self.store_ms_per_gb if self.store_ms_per_gb > 0 else None
-
-    def overrides(self) -> dict[str, float | None]:
+    def overrides(self) -> dict[str, float]:
         """The scenario fields (dotted paths) that carry these values."""
         d = asdict(self)
-        out: dict[str, float | None] = {f"engine.cost.{k}": d[k] for k in HOST}
+        out = {f"engine.cost.{k}": d[k] for k in HOST}
         out.update({f"engine.{k}": d[k] for k in FRONTEND})
-        out["engine.kv_offload_store_gbps"] = self.kv_offload_store_gbps
         return out
 
 
@@ -107,9 +99,22 @@ def _value(table: pd.DataFrame, metric: str) -> float:
     return float(row["value"].iloc[0]) if len(row) else float("nan")
 
 
-def _solve(a: np.ndarray, b: np.ndarray, lower: np.ndarray) -> np.ndarray:
-    """Least squares ``a x ~ b`` with ``x >= lower``."""
-    return np.asarray(lsq_linear(a, b, bounds=(lower, np.inf)).x)
+def _solve(a: np.ndarray, gap: np.ndarray, measured: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """``x >= lower`` that makes ``a x`` close the relative gaps ``gap / measured``, robustly:
+    a run far off for another reason (a queue that overflows, a kernel the tables misprice)
+    weighs like a run 5 % off, not like a hundred of them."""
+    scale = a / measured[:, None]
+    target = gap / measured
+    x0 = np.maximum(lower, 0.0) + 1e-6  # inside the bounds: a start on one can stay stuck there
+    fit = least_squares(
+        lambda x: scale @ x - target,
+        x0,
+        bounds=(lower, np.inf),
+        loss="soft_l1",
+        f_scale=0.05,
+        method="dogbox",
+    )
+    return np.asarray(fit.x)
 
 
 def fit_terms(
@@ -125,26 +130,20 @@ def fit_terms(
     pred = np.array([_value(t, "itl_mean") for t in first])
     batch = np.array([_value(t, "mean_batch_size") for t in first])
     multi = np.array([float(r.scenario.tensor_parallel > 1) for r in runs])
-    store = np.array([_value(t, "kv_store_gb_per_step") for t in first])
     ok = np.isfinite(itl) & np.isfinite(pred)
-    a = np.column_stack([np.ones_like(batch), batch * 1e-3, multi, store])[ok]  # ms, us, ms, ms/GB
-    now = np.array(
-        [base.step_overhead_ms, base.seq_overhead_us, base.tp_overhead_ms, base.store_ms_per_gb]
-    )
-    if not np.any(store[ok] > 0):  # no run with a host tier: nothing to fit the copy on
-        a[:, 3] = 0.0
-    host = now + _solve(a, (itl - pred)[ok], -now)
+    a = np.column_stack([np.ones_like(batch), batch * 1e-3, multi])[ok]  # ms, us, ms
+    now = np.array([base.step_overhead_ms, base.seq_overhead_us, base.tp_overhead_ms])
+    host = now + _solve(a, (itl - pred)[ok], itl[ok], -now)
     fitted = replace(
-        base, step_overhead_ms=host[0], seq_overhead_us=host[1], tp_overhead_ms=host[2],
-        store_ms_per_gb=host[3],
-    )  # fmt: skip
+        base, step_overhead_ms=host[0], seq_overhead_us=host[1], tp_overhead_ms=host[2]
+    )
     second = predict_all([with_terms(r, fitted) for r in runs], jobs, progress)
     ttft = np.array([r.value("ttft_mean") for r in runs])
     pred = np.array([_value(t, "ttft_mean") for t in second])
     prompt = np.array([_value(t, "prompt_len_mean") for t in second])
     ok = np.isfinite(ttft) & np.isfinite(pred)
     a = np.column_stack([np.ones_like(prompt), prompt * 1e-3])[ok]  # ms, us
-    front = _solve(a, (ttft - pred)[ok], np.zeros(2))
+    front = _solve(a, (ttft - pred)[ok], ttft[ok], np.zeros(2))
     return replace(fitted, frontend_ms=float(front[0]), tokenize_us_per_token=float(front[1]))
 
 
@@ -161,14 +160,7 @@ def cross_validate(
         train = [r for r in runs if r.group != g]
         test = [r for r in runs if r.group == g]
         terms = fit_terms(train, start, jobs, progress)
-        folds.append(
-            {
-                "held_out": g,
-                "train_runs": len(train),
-                **asdict(terms),
-                "kv_offload_store_gbps": terms.kv_offload_store_gbps,
-            }
-        )
+        folds.append({"held_out": g, "train_runs": len(train), **asdict(terms)})
         held = [with_terms(r, terms) for r in test]
         for r, p in zip(held, predict_all(held, jobs, progress), strict=True):
             tables.append(compare(r, p).assign(fold=g))

@@ -17,12 +17,7 @@ def predict(run: ServingRun) -> pd.DataFrame:
     stage = sim.stream.stage
     table = client_metrics(result.requests, stage)
     s = result.summary
-    steps = result.steps
-    offload = getattr(run.scenario.policy, "cpu_kv_offload_gib", 0.0)
-    tokens = (steps["prefill_tokens"] + steps["decode_tokens"]).mean() if len(steps) else 0.0
-    store_gb = float(tokens * result.kv[0].kv_bytes_per_token / 1e9) if offload else 0.0
     extra = [
-        (WHOLE_RUN, "kv_store_gb_per_step", store_gb),
         (WHOLE_RUN, "preemptions_per_request", float(result.requests["preemptions"].mean())),
         (WHOLE_RUN, "prefix_cache_hit_rate", float(s.get("prefix_cache_hit_rate", np.nan))),
         (WHOLE_RUN, "mean_batch_size", float(s.get("mean_batch_size", np.nan))),
