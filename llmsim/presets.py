@@ -3,16 +3,16 @@ simulation, beyond the GPU.
 
 A preset holds the engine's per-step host overhead (fitted where measurements exist, otherwise
 a documented estimate), its KV block size and its scheduling defaults (sequence and token
-budgets, chunked prefill). ``engine.preset`` in a scenario applies the host overhead to the cost
-model and the block size to the engine; :meth:`EnginePreset.policy_update` applies the
-scheduling defaults to a policy config, setting only the fields that config has.
+budgets, chunked prefill, admission). ``engine.preset`` in a scenario applies the host overhead
+to the cost model and the block size to the engine; :meth:`EnginePreset.policy_update` applies
+the scheduling defaults to a policy config, setting only the fields that config has.
 """
 
 from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,6 +30,9 @@ class PresetPolicy(BaseModel):
     max_num_batched_tokens: int | None = Field(default=None, gt=0)
     chunked_prefill: bool | None = None
     long_prefill_token_threshold: int | None = Field(default=None, gt=0)
+    admission: Literal["preempt", "no_evict"] | None = Field(
+        default=None, description="Admission rule of the continuous policy (policy.admission)."
+    )
 
 
 class EnginePreset(BaseModel):

@@ -64,6 +64,11 @@ class SpeculativePolicy(ContinuousPolicy):
             self.ctx.rng,
         )
 
+    def _reserve_extra_tokens(self) -> int:
+        """A verification step checks k positions past a request's last token."""
+        assert isinstance(self.cfg, SpeculativeConfig)
+        return self.cfg.num_speculative_tokens
+
 
 class SpeculativeDecodeSet:
     """Decoding requests, advanced eagerly: every step draws each request's accepted tokens.
