@@ -29,6 +29,7 @@ class PresetPolicy(BaseModel):
     max_num_seqs: int | None = Field(default=None, gt=0)
     max_num_batched_tokens: int | None = Field(default=None, gt=0)
     chunked_prefill: bool | None = None
+    mixed_prefill: bool | None = None
     long_prefill_token_threshold: int | None = Field(default=None, gt=0)
     admission: Literal["preempt", "no_evict"] | None = Field(
         default=None, description="Admission rule of the continuous policy (policy.admission)."

@@ -145,6 +145,7 @@ class Scenario(BaseModel):
                 return data
             if kind == "speculative":
                 defaults.pop("chunked_prefill", None)
+                defaults.pop("mixed_prefill", None)
                 defaults.pop("long_prefill_token_threshold", None)
             return {**data, "policy": {**defaults, **pol}}
         if isinstance(pol, ContinuousConfig) and not isinstance(pol, SpeculativeConfig):

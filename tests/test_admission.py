@@ -285,3 +285,58 @@ def test_cli_warns_when_preemption_drives_the_run(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "b")])
     assert res.exit_code == 0, res.output
     assert "preemption" not in res.stderr
+
+
+# --- in-flight batching of whole prompts (TensorRT-LLM without chunked context) -------------------
+
+
+def test_mixed_prefill_schedule_by_hand() -> None:
+    # test_handworked's prefill-first case with mixed steps. R0 at 0 ms (4 prompt, 3 output),
+    # R1 at 5 ms (4, 2), R2 at 25 ms (4, 1); max 2 sequences; 10 ms per step.
+    #  0-10  prefill R0                    -> R0 token 1 at 10
+    # 10-20  decode R0 + prefill R1        -> R0 token 2, R1 token 1 at 20
+    # 20-30  decode R0, R1                 -> R0 token 3, R1 token 2: both done at 30
+    # 30-40  prefill R2                    -> done at 40
+    # (prefill-first runs R1's prefill alone at 10-20 and finishes R0 at 50)
+    policy = ContinuousConfig(max_num_seqs=2, max_num_batched_tokens=64, mixed_prefill=True)
+    res = run([0.0, 0.005, 0.025], [4, 4, 4], [3, 2, 1], policy)
+    df = res.requests.set_index("request_id")
+    np.testing.assert_allclose(df["first_token"], [0.010, 0.020, 0.040], atol=1e-12)
+    np.testing.assert_allclose(df["finish"], [0.030, 0.030, 0.040], atol=1e-12)
+    assert res.steps["prefill_tokens"].tolist() == [4, 4, 0, 4]
+    assert res.steps["decode_tokens"].tolist() == [0, 1, 2, 0]
+
+
+def test_mixed_prefill_admits_whole_prompts_within_the_budget_left() -> None:
+    # Budget 64 with 8 requests decoding leaves 56 tokens. A 60-token prompt does not fit
+    # whole and is not chunked, so it waits, and the 50-token prompt behind it waits too
+    # (queue order, as TensorRT-LLM's micro-batch scheduler stops at the first misfit).
+    # Alone, the 50-token prompt joins the 8 decodes.
+    cfg = ContinuousConfig(max_num_seqs=16, max_num_batched_tokens=64, mixed_prefill=True)
+    pol = cfg.build(ctx())
+    for i in range(8):
+        pol.add(req(i, 4, 50), 0.0)
+    _, t = step(pol, 0.0)
+    pol.add(req(8, 60, 5), t)
+    pol.add(req(9, 50, 5), t)
+    plan = pol.schedule(t)
+    assert plan.shape.decode_seqs == 8 and not plan.prefills
+    pol = cfg.build(ctx())
+    for i in range(8):
+        pol.add(req(i, 4, 50), 0.0)
+    _, t = step(pol, 0.0)
+    pol.add(req(9, 50, 5), t)
+    plan = pol.schedule(t)
+    assert plan.shape.decode_seqs == 8 and [(r.id, q) for r, q in plan.prefills] == [(9, 50)]
+
+
+def test_tensorrt_llm_preset_mixes_whole_prompts() -> None:
+    sc = llmsim.Scenario.model_validate(
+        {
+            **make_scenario().model_dump(exclude={"engine", "policy"}),
+            "engine": {"preset": "tensorrt-llm", "max_model_len": 4096},
+        }
+    )
+    assert sc.policy.mixed_prefill and not sc.policy.chunked_prefill
+    with pytest.raises(ValueError, match="mixed_prefill"):
+        SpeculativeConfig(draft_model="Llama-3.2-1B", mixed_prefill=True)

@@ -1,6 +1,6 @@
 """Continuous (iteration-level) batching with a paged KV cache, as in vLLM.
 
-Two schedules:
+Three schedules:
 
 * prefill-first (``chunked_prefill: false``, vLLM 0.6's default): each step first tries to
   admit waiting requests as one prefill batch, stopping at the first that would exceed the
@@ -10,6 +10,9 @@ Two schedules:
   all running requests first, then spends what is left of the token budget on prompt chunks:
   partially prefilled requests first, then new admissions. Decodes never wait behind a long
   prompt; prompts take several steps.
+* mixed, whole prompts (``mixed_prefill: true`` without chunked prefill, TensorRT-LLM's
+  in-flight batching without chunked context): every step decodes all running requests and
+  adds whole prompts, in queue order, while they fit what is left of the token budget.
 
 When a step needs more KV blocks than are free, running requests are preempted, the latest
 admitted first (the lowest class first under priority scheduling): by recompute (blocks
@@ -63,6 +66,13 @@ class ContinuousConfig(BaseModel):
         f"(vLLM 0.6's rule), {CHUNKED_DEFAULT_BUDGET} with it.",
     )
     chunked_prefill: bool = False
+    mixed_prefill: bool = Field(
+        default=False,
+        description="Without chunked prefill: a step that admits prompts also decodes every "
+        "running request, whole prompts filling the budget the decodes leave (TensorRT-LLM "
+        "in-flight batching). Off: a step with prompts runs no decodes (vLLM 0.6). Chunked "
+        "prefill always mixes.",
+    )
     long_prefill_token_threshold: int | None = Field(
         default=None, gt=0, description="Chunked prefill: most prompt tokens per request a step."
     )
@@ -232,7 +242,7 @@ class ContinuousPolicy:
             self._take_incoming(now)
         if self.swapped:
             self._swap_in()
-        if self.cfg.chunked_prefill:
+        if self.cfg.chunked_prefill or self.cfg.mixed_prefill:
             plan = self._schedule_chunked(now)
         else:
             plan = self._schedule_prefill_first(now)
@@ -278,7 +288,7 @@ class ContinuousPolicy:
                 now,
                 left,
                 ds.n + len(self.prefilling),
-                whole=False,
+                whole=not self.cfg.chunked_prefill,
                 reserved=ds.blocks_needed() if ds.n else 0,
             )
         if granted:

@@ -42,8 +42,11 @@ class SpeculativeConfig(ContinuousConfig):
 
     @model_validator(mode="after")
     def _prefill_first_only(self) -> SpeculativeConfig:
-        if self.chunked_prefill:
-            raise ValueError("speculative decoding is modelled with chunked_prefill: false")
+        if self.chunked_prefill or self.mixed_prefill:
+            raise ValueError(
+                "speculative decoding is modelled with chunked_prefill: false and "
+                "mixed_prefill: false"
+            )
         return self
 
     def build(self, ctx: ReplicaContext) -> SpeculativePolicy:
