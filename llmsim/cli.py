@@ -18,6 +18,7 @@ from llmsim.cli_fidelity import fidelity
 from llmsim.engine import Simulation, build_replica
 from llmsim.errors import LlmsimError
 from llmsim.hardware import list_hardware
+from llmsim.metrics import preemption_warning
 from llmsim.models import list_models
 from llmsim.result import SimulationResult
 from llmsim.scenario import Scenario, load_scenario
@@ -139,7 +140,11 @@ def print_summary(result: SimulationResult) -> None:
         ),
         ("KV cache (blocks x tokens)", f"{kv.num_blocks:,} x {kv.block_size}"),
         ("KV usage (mean / max)", f"{s['mean_kv_usage']:.1%} / {s['max_kv_usage']:.1%}"),
-        ("preemptions", f"{int(s['preemptions']):,}"),
+        (
+            "preemptions (per request / recomputed tokens)",
+            f"{int(s['preemptions']):,} ({s['preemptions_per_request']:.2f} / "
+            f"{s['recompute_fraction']:.1%})",
+        ),
     ]
     if "prefix_cache_hit_rate" in s:
         rows.append(("prefix cache hit rate", f"{s['prefix_cache_hit_rate']:.1%}"))
@@ -159,6 +164,9 @@ def print_summary(result: SimulationResult) -> None:
             f"[yellow]warning:[/] {int(s['rejected'])} requests were rejected: longer than "
             "engine.max_model_len, the token budget or the KV cache allows"
         )
+    warning = preemption_warning(s)
+    if warning:
+        err_console.print(f"[yellow]warning:[/] {warning}")
 
 
 GROUP_COLUMNS = {

@@ -13,6 +13,10 @@ Metric definitions follow the serving benchmarks (vLLM's ``benchmark_serving``, 
 * E2E latency: finish minus arrival.
 * Throughput: over the measurement window. Without warm-up/cool-down the window runs from the
   first arrival to the last finish (vLLM's benchmark duration).
+* Preemption, over the whole run: ``preemptions_per_request`` (over all requests) and
+  ``recompute_fraction``, the share of the tokens the GPU computed (prompt and decode) that
+  computed again what a preemption by recompute had dropped. A run above either threshold of
+  :func:`preemption_warning` is one whose prediction is driven by preemption.
 """
 
 from __future__ import annotations
@@ -31,6 +35,11 @@ from llmsim.policies.base import Plan, StepStats
 from llmsim.request import Request, Status
 
 PERCENTILES = (50, 90, 99)
+
+PREEMPTION_WARN_PER_REQUEST = 0.1
+"""Preemptions per request above which a run's latencies are driven by preemption."""
+PREEMPTION_WARN_RECOMPUTE = 0.05
+"""Share of computed tokens spent recomputing above which the same is said."""
 
 
 class MetricsConfig(BaseModel):
@@ -121,6 +130,7 @@ def requests_frame(requests: Sequence[Request]) -> pd.DataFrame:
             "prompt_tokens": np.fromiter((r.prompt_tokens for r in rs), np.int64, len(rs)),
             "output_tokens": np.fromiter((r.num_output for r in rs), np.int64, len(rs)),
             "preemptions": np.fromiter((r.preemptions for r in rs), np.int32, len(rs)),
+            "recomputed_tokens": np.fromiter((r.recomputed_tokens for r in rs), np.int64, len(rs)),
             "queue_time": np.fromiter((r.queue_time for r in rs), float, len(rs)),
         }
     )
@@ -265,7 +275,27 @@ def summarize(
     s["mean_kv_usage"] = float(np.dot(steps["kv_usage"], dur) / busy) if busy else 0.0
     s["max_kv_usage"] = float(steps["kv_usage"].max()) if len(steps) else 0.0
     s["preemptions"] = float(requests["preemptions"].sum())
+    s["preemptions_per_request"] = s["preemptions"] / len(requests) if len(requests) else 0.0
+    computed = float(steps["prefill_tokens"].sum() + steps["decode_tokens"].sum())
+    s["recomputed_tokens"] = float(requests["recomputed_tokens"].sum())
+    s["recompute_fraction"] = s["recomputed_tokens"] / computed if computed else 0.0
     return s
+
+
+def preemption_warning(summary: dict[str, float]) -> str | None:
+    """One line when preemption drives the run (more than 0.1 preemption per request or more
+    than 5 % of computed tokens recomputed), else None. Summaries without the keys (a policy
+    that never preempts) give None."""
+    per_request = summary.get("preemptions_per_request", 0.0)
+    share = summary.get("recompute_fraction", 0.0)
+    if per_request <= PREEMPTION_WARN_PER_REQUEST and share <= PREEMPTION_WARN_RECOMPUTE:
+        return None
+    return (
+        f"preemption drives this prediction: {per_request:.2f} preemptions per request, "
+        f"{share:.1%} of computed tokens recompute preempted work; the KV cache is "
+        "oversubscribed at this load (an engine that never evicts admits fewer requests "
+        "instead: policy.admission no_evict)"
+    )
 
 
 SUMMARY_ROWS = ("ttft", "tpot", "itl", "e2el", "queue")

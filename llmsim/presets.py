@@ -2,11 +2,12 @@
 simulation, beyond the GPU.
 
 A preset holds the engine's per-step host overhead (fitted where measurements exist, otherwise
-a documented estimate), its KV block size, its default KV cache and weight types and its
-scheduling defaults (sequence and token budgets, chunked prefill). ``engine.preset`` in a
-scenario applies the host overhead to the cost model and the block size and data types to the
-engine; :meth:`EnginePreset.policy_update` applies the
-scheduling defaults to a policy config, setting only the fields that config has.
+a documented estimate), its KV block size, its default KV cache and weight types, its serving
+pipeline (async scheduling, API-server time) and its scheduling defaults (sequence and token
+budgets, chunked prefill, prefix caching, admission). ``engine.preset`` in a scenario applies
+the host overhead to the cost model and the block size, data types and pipeline to the engine;
+:meth:`EnginePreset.policy_update` applies the scheduling defaults to a policy config, setting
+only the fields that config has.
 """
 
 from __future__ import annotations
@@ -34,9 +35,13 @@ class PresetPolicy(BaseModel):
     max_num_batched_tokens: int | None = Field(default=None, gt=0)
     chunked_prefill: bool | None = None
     prefix_caching: bool | None = None
+    mixed_prefill: bool | None = None
     long_prefill_token_threshold: int | None = Field(default=None, gt=0)
     num_scheduler_steps: int | None = Field(default=None, ge=1)
     cpu_kv_offload_gib: float | None = Field(default=None, ge=0)
+    admission: Literal["preempt", "no_evict"] | None = Field(
+        default=None, description="Admission rule of the continuous policy (policy.admission)."
+    )
 
 
 class EnginePreset(BaseModel):

@@ -53,6 +53,8 @@ class Request:
         "prompt_tokens",
         "queue_enter",
         "queue_time",
+        "recompute_mark",
+        "recomputed_tokens",
         "replica",
         "reserved_blocks",
         "seg_emit",
@@ -88,6 +90,10 @@ class Request:
         self.last_emit = -1.0
         self.finish = -1.0
         self.preemptions = 0
+        # Preemption by recompute: tokens whose KV was dropped (the most computed before a
+        # recompute), and how many of them were computed again.
+        self.recompute_mark = 0
+        self.recomputed_tokens = 0
         self.queue_enter = arrival
         self.queue_time = 0.0  # total time spent waiting (first wait and after preemptions)
         # Decode spans, for exact inter-token-latency accounting without a timestamp per

@@ -218,6 +218,7 @@ class Scenario(BaseModel):
                 return data
             if kind == "speculative":
                 defaults.pop("chunked_prefill", None)
+                defaults.pop("mixed_prefill", None)
                 defaults.pop("long_prefill_token_threshold", None)
             if pol.get("kv_layout") == "contiguous":  # no prefix cache without pages
                 defaults.pop("prefix_caching", None)

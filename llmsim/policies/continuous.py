@@ -1,6 +1,6 @@
 """Continuous (iteration-level) batching with a paged KV cache, as in vLLM.
 
-Two schedules:
+Three schedules:
 
 * prefill-first (``chunked_prefill: false``, vLLM 0.6's default): each step first tries to
   admit waiting requests as one prefill batch, stopping at the first that would exceed the
@@ -10,11 +10,17 @@ Two schedules:
   all running requests first, then spends what is left of the token budget on prompt chunks:
   partially prefilled requests first, then new admissions. Decodes never wait behind a long
   prompt; prompts take several steps.
+* mixed, whole prompts (``mixed_prefill: true`` without chunked prefill, TensorRT-LLM's
+  in-flight batching without chunked context): every step decodes all running requests and
+  adds whole prompts, in queue order, while they fit what is left of the token budget.
 
 When a step needs more KV blocks than are free, running requests are preempted, the latest
 admitted first (the lowest class first under priority scheduling): by recompute (blocks
 freed, the request re-queued to be prefilled again with what it had generated) or by swap
 (blocks copied to host memory over PCIe and back later, both transfers charged to the step).
+With ``admission: no_evict`` (TensorRT-LLM's default) a request is admitted only when the
+blocks for its whole prompt and output can be reserved, so nothing is ever preempted (see
+``policies.admission``).
 
 Options: FCFS, priority-class or shortest-job-first order; prefix caching (full prompt blocks
 shared by content key, least recently used evicted first), optionally with a host-memory tier
@@ -31,11 +37,12 @@ from collections.abc import Hashable
 from itertools import accumulate
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from llmsim.cost.base import BatchShape
 from llmsim.hardware import GiB
 from llmsim.kv_cache import HostTier, blocks_for, prompt_block_keys
+from llmsim.policies.admission import NoEvictReservations
 from llmsim.policies.base import Plan, ReplicaContext, StepStats
 from llmsim.policies.decode_set import DecodeSet
 from llmsim.policies.waiting import Order, make_queue, victim_key
@@ -59,6 +66,9 @@ def derived_max_seqs(kv_tokens: int, context_len: int) -> int:
     pool = min(max(int(kv_tokens / context_len * 512), 2048), 4096)
     return max(1, min(pool, kv_tokens // 2))
 
+ADMISSION_ALIASES = {"max_utilization": "preempt", "guaranteed_no_evict": "no_evict"}
+"""TensorRT-LLM's ``capacity_scheduler_policy`` names, accepted for ``admission``."""
+
 
 class ContinuousConfig(BaseModel):
     """Scenario section ``policy`` with ``kind: continuous``."""
@@ -78,8 +88,23 @@ class ContinuousConfig(BaseModel):
         f"(vLLM 0.6's rule), {CHUNKED_DEFAULT_BUDGET} with it.",
     )
     chunked_prefill: bool = False
+    mixed_prefill: bool = Field(
+        default=False,
+        description="Without chunked prefill: a step that admits prompts also decodes every "
+        "running request, whole prompts filling the budget the decodes leave (TensorRT-LLM "
+        "in-flight batching). Off: a step with prompts runs no decodes (vLLM 0.6). Chunked "
+        "prefill always mixes.",
+    )
     long_prefill_token_threshold: int | None = Field(
         default=None, gt=0, description="Chunked prefill: most prompt tokens per request a step."
+    )
+    admission: Literal["preempt", "no_evict"] = Field(
+        default="preempt",
+        description="preempt: admit when the prompt's KV blocks are free, preempt running "
+        "requests when blocks run out (vLLM; TensorRT-LLM MAX_UTILIZATION). no_evict: admit "
+        "only when the blocks for the whole prompt plus max output can be reserved beside "
+        "the running requests' reservations, never preempt (TensorRT-LLM "
+        "GUARANTEED_NO_EVICT, its default).",
     )
     preemption: Literal["recompute", "swap"] = "recompute"
     swap_space_gib: float = Field(
@@ -109,6 +134,13 @@ class ContinuousConfig(BaseModel):
         "and finished requests' slots freed, only at those points. Without chunked prefill a "
         "step with prompts runs alone; with it, prompts are not chunked. 1: every step.",
     )
+
+    @field_validator("admission", mode="before")
+    @classmethod
+    def _trtllm_names(cls, v: object) -> object:
+        if isinstance(v, str):
+            return ADMISSION_ALIASES.get(v.lower(), v)
+        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> ContinuousConfig:
@@ -195,6 +227,12 @@ class ContinuousPolicy:
                 f"kv_layout contiguous reserves max_model_len {ctx.max_model_len} tokens per "
                 f"request, more than the KV cache's {ctx.pool.total * ctx.block_size} tokens"
             )
+        # no_evict on a paged cache; a contiguous layout reserves max_model_len up front anyway
+        self.reservations = (
+            NoEvictReservations(ctx.block_size, self._reserve_extra_tokens())
+            if cfg.admission == "no_evict" and self.paged
+            else None
+        )
         self.waiting = make_queue(cfg.order)
         self.decode = self._decode_set()
         self.prefilling: list[Request] = []  # chunked prefill in progress, admission order
@@ -214,6 +252,10 @@ class ContinuousPolicy:
     def _decode_set(self) -> DecodeSet:
         return DecodeSet(self.block_size, paged=self.paged)
 
+    def _reserve_extra_tokens(self) -> int:
+        """Tokens a no-evict reservation adds beyond prompt + output (speculative: k)."""
+        return 0
+
     # --- arrivals --------------------------------------------------------------------------
 
     def add(self, r: Request, now: float) -> None:
@@ -223,6 +265,7 @@ class ContinuousPolicy:
             total > self.max_model_len
             or (self.whole_prompts and r.prompt_tokens > self.budget)
             or blocks_for(total, self.block_size) > pool.total - pool.watermark
+            or (self.reservations is not None and self.reservations.need(r) > pool.total)
         ):
             r.reject(now)
             self._finished.append(r)
@@ -254,10 +297,13 @@ class ContinuousPolicy:
         while self.incoming and self.num_running < self.max_seqs:
             r = self.incoming[0]
             blocks = blocks_for(r.num_computed, self.block_size)
-            if not pool.can_admit(blocks + 1):
+            res = self.reservations
+            if not (res.fits(r, pool.free) if res else pool.can_admit(blocks + 1)):
                 return
             self.incoming.popleft()
             pool.allocate(blocks)
+            if res:
+                res.admit(r, blocks)
             r.status = Status.RUNNING
             r.queue_time += now - r.queue_enter
             self._admitted += 1
@@ -277,7 +323,7 @@ class ContinuousPolicy:
             self._take_incoming(now)
         if self.swapped:
             self._swap_in()
-        if self.cfg.chunked_prefill:
+        if self.cfg.chunked_prefill or self.cfg.mixed_prefill:
             plan = self._schedule_chunked(now)
         else:
             plan = self._schedule_prefill_first(now)
@@ -329,6 +375,8 @@ class ContinuousPolicy:
             preempted = True
         for _, _, blocks in chunks:
             self.pool.allocate(blocks)
+            if self.reservations:
+                self.reservations.allocated(blocks)
         left -= sum(q for _, q, _ in chunks)
         granted = [(r, q) for r, q, _ in chunks]
         if not preempted and self.waiting and not self.swapped and left > 0:
@@ -388,14 +436,17 @@ class ContinuousPolicy:
             computed = (hit + loaded) * bs
             todo = r.num_tokens - computed
             q = todo if whole else min(todo, budget, self.chunk_cap)
-            if q > budget:
+            if q > budget and not (whole and not out and q > self.budget and r.preemptions):
+                # A recompute larger than the whole budget (prompt + generated tokens) can
+                # never fit one: it runs alone, over the budget, instead of never.
                 break
             if self.paged:
                 new_blocks = blocks_for(computed + q, bs) - hit
                 room = new_blocks + (pool.revived(keys[:hit]) if hit else 0)
             else:
                 new_blocks = room = self.reserve
-            if not pool.can_admit(room + reserved):
+            res = self.reservations
+            if not (res.fits(r, pool.free) if res else pool.can_admit(room + reserved)):
                 break
             waiting.pop()
             if hit:
@@ -409,6 +460,8 @@ class ContinuousPolicy:
             pool.allocate(new_blocks)
             if loaded:
                 self._load_from_host(r, keys[hit : hit + loaded])
+            if res:
+                res.admit(r, hit + new_blocks)
             r.reserved_blocks = self.reserve
             r.num_computed = computed
             r.status = Status.RUNNING
@@ -488,6 +541,7 @@ class ContinuousPolicy:
     def _recompute_later(self, r: Request, now: float) -> None:
         """Free a preempted request's KV and queue it, first, to be prefilled again."""
         self._release(r)
+        r.recompute_mark = max(r.recompute_mark, r.num_computed)
         r.num_computed = 0
         r.keyed_blocks = 0
         r.status = Status.WAITING
@@ -531,6 +585,8 @@ class ContinuousPolicy:
         else:
             kv = [self.pool.used]
         for r, granted in plan.prefills:
+            if r.recompute_mark > r.num_computed:  # computing again what a preemption dropped
+                r.recomputed_tokens += min(granted, r.recompute_mark - r.num_computed)
             r.num_computed += granted
             if self.cfg.prefix_caching:
                 self._register_blocks(r)
@@ -568,6 +624,8 @@ class ContinuousPolicy:
         pool = self.pool
         kv = list(accumulate(ds.advance(steps), initial=pool.used))
         del kv[0]
+        if self.reservations:
+            self.reservations.allocated(kv[-1] - pool.used)
         pool.allocate(kv[-1] - pool.used)
         self.last_decode_end = end
         for r in ds.pop_finished():
@@ -596,6 +654,8 @@ class ContinuousPolicy:
 
     def _release(self, r: Request) -> None:
         held = self._held_blocks(r)
+        if self.reservations:
+            self.reservations.release(r, held)
         if r.held_keys:
             self.pool.release_keys(r.held_keys)
             held -= len(r.held_keys)

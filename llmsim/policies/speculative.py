@@ -42,8 +42,11 @@ class SpeculativeConfig(ContinuousConfig):
 
     @model_validator(mode="after")
     def _prefill_first_only(self) -> SpeculativeConfig:
-        if self.chunked_prefill:
-            raise ValueError("speculative decoding is modelled with chunked_prefill: false")
+        if self.chunked_prefill or self.mixed_prefill:
+            raise ValueError(
+                "speculative decoding is modelled with chunked_prefill: false and "
+                "mixed_prefill: false"
+            )
         if self.num_scheduler_steps > 1:
             raise ValueError("speculative decoding runs with num_scheduler_steps: 1 (as in vLLM)")
         return self
@@ -65,6 +68,11 @@ class SpeculativePolicy(ContinuousPolicy):
             c.acceptance_concentration,
             self.ctx.rng,
         )
+
+    def _reserve_extra_tokens(self) -> int:
+        """A verification step checks k positions past a request's last token."""
+        assert isinstance(self.cfg, SpeculativeConfig)
+        return self.cfg.num_speculative_tokens
 
 
 class SpeculativeDecodeSet:
