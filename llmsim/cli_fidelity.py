@@ -128,6 +128,14 @@ def fidelity(
         ),
     ] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="--serving: processes.")] = 1,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="--serving: FIELD=VALUE applied to every replayed run's scenario (repeatable), "
+            "e.g. engine.async_scheduling=false.",
+        ),
+    ] = None,
 ) -> None:
     """Held-out prediction error per GPU and operator family, from the shipped data (or a
     profile's error on your measurements, with --data); with --serving, end-to-end error
@@ -148,6 +156,7 @@ def fidelity(
             serving_fidelity(
                 out, data=serving_data, run=run, scenario=scenario, cost=cost,
                 preset=preset or "vllm-v1", cross=cross_validate, jobs=jobs, plots=plots,
+                overrides=overrides or [],
             )  # fmt: skip
         except LlmsimError as exc:
             raise fail(exc) from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 
@@ -28,7 +28,12 @@ PLOTTED = ("e2e_mean", "ttft_mean", "ttft_p99", "itl_mean")
 
 
 def _runs(
-    data: Path | None, run: Path | None, scenario: Path | None, cost: str, preset: str
+    data: Path | None,
+    run: Path | None,
+    scenario: Path | None,
+    cost: str,
+    preset: str,
+    overrides: list[str],
 ) -> list[ServingRun]:
     if run is not None:
         from llmsim.e2e.user_runs import load_user_run  # only when checking a user's run
@@ -45,8 +50,10 @@ def _runs(
             loaded = load_user_run(run, scenario)
         for w in caught:  # one line each, as the run's notes
             err_console.print(f"[yellow]warning:[/] {w.message}", highlight=False, soft_wrap=True)
+        if overrides:
+            loaded = replace(loaded, scenario=loaded.scenario.with_overrides(overrides))
         return [loaded]
-    return load_serving_runs(data or DATA_DIR, cost=cost, preset=preset)
+    return load_serving_runs(data or DATA_DIR, cost=cost, preset=preset, overrides=overrides)
 
 
 def serving_fidelity(
@@ -60,10 +67,11 @@ def serving_fidelity(
     cross: bool = False,
     jobs: int = 1,
     plots: bool = False,
+    overrides: list[str] | None = None,
 ) -> None:
     started = time.perf_counter()
     get_preset(preset, field="--preset")
-    runs = _runs(data, run, scenario, cost, preset)
+    runs = _runs(data, run, scenario, cost, preset, overrides or [])
     done = [0]
     total = len(runs) * (len({r.group for r in runs}) + 2 if cross else 1)
 
@@ -138,6 +146,7 @@ def _plot(table: pd.DataFrame, out: Path, label: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     from llmsim import plots
 
@@ -160,6 +169,10 @@ def _plot(table: pd.DataFrame, out: Path, label: str) -> Path:
             ax.plot(line, line * f, color="grey", lw=0.6, ls="--")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(ScalarFormatter())
+            axis.set_minor_formatter(NullFormatter())
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
         err = (rows["error"].abs() * 100).to_numpy()
@@ -170,13 +183,17 @@ def _plot(table: pd.DataFrame, out: Path, label: str) -> Path:
         ax.set_xlabel("measured (ms)")
         ax.set_ylabel("predicted (ms)")
         ax.grid(alpha=0.3, which="both")
-    labelled = [ax for ax in axes if ax.get_legend_handles_labels()[0]]
-    if labelled:
-        labelled[0].legend(fontsize=7, loc="upper left", title="model", title_fontsize=7)
     fig = axes[0].get_figure(root=True)
     assert fig is not None
-    fig.suptitle(f"Serving runs, whole run, predicted against measured\n{label}", fontsize=10)
-    fig.tight_layout()
+    labelled = [ax for ax in axes if ax.get_legend_handles_labels()[0]]
+    if labelled:
+        handles, names = labelled[0].get_legend_handles_labels()
+        fig.legend(handles, names, loc="lower center", ncol=3, fontsize=8, title="model")
+    fig.suptitle(
+        f"Serving runs, whole run, predicted against measured (dashed: +-10 %)\n{label}",
+        fontsize=10,
+    )
+    fig.tight_layout(rect=(0, 0.1 if labelled else 0, 1, 1))
     path = out / "serving.png"
     atomic_write(path, partial(fig.savefig, format="png", dpi=110))
     plt.close(fig)

@@ -66,6 +66,7 @@ def derived_max_seqs(kv_tokens: int, context_len: int) -> int:
     pool = min(max(int(kv_tokens / context_len * 512), 2048), 4096)
     return max(1, min(pool, kv_tokens // 2))
 
+
 ADMISSION_ALIASES = {"max_utilization": "preempt", "guaranteed_no_evict": "no_evict"}
 """TensorRT-LLM's ``capacity_scheduler_policy`` names, accepted for ``admission``."""
 
