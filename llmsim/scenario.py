@@ -78,9 +78,9 @@ class EngineConfig(BaseModel):
         default=0.0,
         ge=0,
         le=60_000,
-        description="API-server time per request outside the engine (request handling, "
-        "tokenisation, detokenisation, streaming): every token reaches the client this much "
-        "later than the engine emits it.",
+        description="API-server time per request outside the engine beyond tokenisation "
+        "(request handling, detokenisation, streaming): every token reaches the client this "
+        "much later than the engine emits it.",
     )
     tokenize_us_per_token: float = Field(
         default=0.0,
