@@ -273,15 +273,15 @@ VIDUR_HOST = (
 
 def read_vidur_cpu_overheads(path: str | Path) -> pd.DataFrame:
     """Vidur ``cpu_overheads.csv``: host time per engine step (scheduling, sampling, input
-    preparation, output processing).
-
-    The table's ``ray_comm_time_mean`` is left out: it is the RPC from Vidur's driver to its Ray
-    workers (about 6 ms per step at TP 2 and 4 whatever the batch), which engines serving on one
-    node with multiprocessing workers do not pay; the all-reduces are priced per layer."""
+    preparation, output processing, plus the workers' communication when present)."""
     frame, unit = read_table(path)
     cols = ("batch_size", "tensor_parallel_degree", *VIDUR_HOST)
     v = require(frame, cols, str(path), unit, positive=("batch_size", "tensor_parallel_degree"))
     total = sum(v[c] for c in VIDUR_HOST)
+    if "ray_comm_time_mean" in frame.columns:
+        total = (
+            total + require(frame, ("ray_comm_time_mean",), str(path), unit)["ray_comm_time_mean"]
+        )
     names = frame["model_name"].astype(str) if "model_name" in frame.columns else ""
     return operator_frame(
         family="host",
