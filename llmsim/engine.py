@@ -324,6 +324,8 @@ class Simulation:
         req_df = requests_frame(requests)
         pools = {rep.index: rep.pool for rep in self.replicas}
         req_df["pool"] = req_df["replica"].map(pools).fillna("")
+        if self.stream.stage is not None:  # load stage of each request (staged workloads)
+            req_df["stage"] = self.stream.stage[req_df["request_id"].to_numpy()]
         steps_df = self.log.frame([rep.kv.num_blocks for rep in self.replicas])
         steps_df["pool"] = steps_df["replica"].map(pools)
         ends = []

@@ -12,10 +12,13 @@ from llmsim.engine import Simulation
 def predict(run: ServingRun) -> pd.DataFrame:
     """The run's scenario simulated, measured the way its client measured: one row per (stage,
     metric), plus the simulation's own diagnostics for the whole run."""
-    sim = Simulation(run.scenario)
-    result = sim.run()
-    stage = sim.stream.stage
-    table = client_metrics(result.requests, stage)
+    result = Simulation(run.scenario).run()
+    req = result.requests
+    stage = None
+    if "stage" in req.columns:  # per request id
+        stage = np.zeros(int(req["request_id"].max()) + 1, dtype=np.int64)
+        stage[req["request_id"].to_numpy()] = req["stage"].to_numpy()
+    table = client_metrics(req, stage)
     s = result.summary
     extra = [
         (WHOLE_RUN, "preemptions_per_request", float(result.requests["preemptions"].mean())),
