@@ -258,6 +258,7 @@ class Simulation:
                 for r, entered in rep.inbox:
                     policy.add(r, entered)
                 rep.inbox.clear()
+                self._collect(rep)  # any it refused at once
                 if plan is None:
                     continue
             if plan is None:
