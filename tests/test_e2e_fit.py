@@ -37,7 +37,7 @@ def _run(key: str, model: str, tp: int, rate: float, prompt: int) -> ServingRun:
                     "question_tokens": prompt,
                 },
                 "output_tokens": {"kind": "fixed", "value": 64},
-            },  # fmt: skip
+            },
         }
     )
     return ServingRun(key, model, scenario, {})
