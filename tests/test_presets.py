@@ -15,7 +15,7 @@ from llmsim.cost import CalibratedConfig, ConstantConfig, RooflineConfig
 from llmsim.cost.base import BatchShape
 from llmsim.hardware import get_hardware
 from llmsim.models import get_model
-from llmsim.policies.continuous import derived_max_seqs
+from llmsim.policies.continuous_config import derived_max_seqs
 from llmsim.presets import get_preset, list_presets
 from llmsim.scenario import EngineConfig
 from tests.conftest import ROOT, make_scenario

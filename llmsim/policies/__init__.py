@@ -9,7 +9,8 @@ from typing import Annotated
 from pydantic import Field
 
 from llmsim.policies.base import Plan, Policy, ReplicaContext, StepStats
-from llmsim.policies.continuous import ContinuousConfig, ContinuousPolicy
+from llmsim.policies.continuous import ContinuousPolicy
+from llmsim.policies.continuous_config import ContinuousConfig
 from llmsim.policies.dynamic import DynamicConfig
 from llmsim.policies.request_level import RequestLevelPolicy
 from llmsim.policies.speculative import SpeculativeConfig, SpeculativePolicy

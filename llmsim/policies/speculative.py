@@ -21,7 +21,8 @@ from pydantic import Field, model_validator
 from llmsim.cost.base import BatchShape
 from llmsim.kv_cache import blocks_for
 from llmsim.policies.base import ReplicaContext
-from llmsim.policies.continuous import ContinuousConfig, ContinuousPolicy
+from llmsim.policies.continuous import ContinuousPolicy
+from llmsim.policies.continuous_config import ContinuousConfig
 from llmsim.policies.decode_set import VictimQueue
 from llmsim.request import Request
 
