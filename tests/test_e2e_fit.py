@@ -153,3 +153,17 @@ def test_committed_cross_validated_error_is_the_documented_one() -> None:
     assert run.loc["e2e_mean", "median_abs_pct"] == pytest.approx(10.4, abs=0.05)
     assert run.loc["itl_mean", "median_abs_pct"] == pytest.approx(9.3, abs=0.05)
     assert run.loc[["e2e_mean", "ttft_mean", "itl_mean"], "max_abs_pct"].max() < 50
+
+
+def test_replayed_workload_matches_the_measured_throughput_and_lengths() -> None:
+    """Where a run reports them, the replay's throughputs and lengths are the client's (within
+    1 %, whole run and per stage): the workload is read as it was sent."""
+    held = pd.read_csv(DATA_DIR / "cross_validation.csv")
+    shape = held[
+        held["metric"].isin(
+            ["requests_per_sec", "input_tokens_per_sec", "output_tokens_per_sec",
+             "prompt_len_mean", "output_len_mean"]
+        )
+    ]  # fmt: skip
+    assert len(shape) >= 30
+    assert shape["error"].abs().max() < 0.015
