@@ -16,9 +16,8 @@ The serving pipeline around the steps, per replica (``engine`` section): with
 during a step waits for the step after next (it is held in the replica's inbox until the next
 plan is made); the API server reads a request's prompt before the engine sees it
 (``tokenize_us_per_token``) and hands every token to the client ``frontend_ms`` after the
-engine emits it. With a host tier of the prefix cache, a step waits for its new KV to be copied
-there at ``kv_offload_store_gbps``. Open-loop streams with drained load stages start each stage
-only once every request before it has finished.
+engine emits it. Open-loop streams with drained load stages start each stage only once every
+request before it has finished.
 """
 
 from __future__ import annotations
@@ -250,7 +249,6 @@ class Simulation:
         log = self.log
         step_time = rep.cost.step_time
         decode_time = rep.cost.decode_step_time
-        store = rep.store_s_per_token
         while True:
             plan = policy.schedule(env.now)
             joined = bool(rep.inbox)
@@ -270,7 +268,7 @@ class Simulation:
                     yield idle | env.timeout(max(wake - env.now, 0.0))
                 continue
             start = env.now
-            total = step_time(plan.shape) + plan.extra_s + store * plan.shape.tokens
+            total = step_time(plan.shape) + plan.extra_s
             durations = [total]
             horizon = 0.0 if joined else self.next_arrival - start
             if plan.decode_steps > 1 and total < horizon:
@@ -279,7 +277,7 @@ class Simulation:
                 ctx = plan.shape.decode_context
                 for _ in range(plan.decode_steps - 1):
                     ctx += n
-                    d = decode_time(n, ctx) + store * n
+                    d = decode_time(n, ctx)
                     durations.append(d)
                     total += d
                     if total >= horizon:

@@ -59,7 +59,6 @@ class EnginePreset(BaseModel):
     async_scheduling: bool = False
     frontend_ms: float = Field(default=0.0, ge=0)
     tokenize_us_per_token: float = Field(default=0.0, ge=0)
-    kv_offload_store_gbps: float | None = Field(default=None, gt=0)
     kv_cache_dtype: KVCacheDType = Field(
         default="auto", description="The engine's default KV cache type (auto: the model's)."
     )
@@ -82,7 +81,6 @@ class EnginePreset(BaseModel):
             "async_scheduling": self.async_scheduling,
             "frontend_ms": self.frontend_ms,
             "tokenize_us_per_token": self.tokenize_us_per_token,
-            "kv_offload_store_gbps": self.kv_offload_store_gbps,
         }
 
     def policy_defaults(self) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from llmsim.kv_cache import BlockPool, KVBudget, kv_budget
 from llmsim.models import ModelSpec, get_model
 from llmsim.policies import Policy, ReplicaContext
 from llmsim.request import Request
-from llmsim.scenario import EngineConfig, ReplicaSpec, Scenario
+from llmsim.scenario import ReplicaSpec, Scenario
 
 
 @dataclass
@@ -40,7 +40,6 @@ class Replica:
     frontend_s: float = 0.0  # API-server time added to every token's way to the client
     tokenize_s: float = 0.0  # API-server time per prompt token before the engine sees a request
     async_scheduling: bool = False  # a step is planned while the previous one runs
-    store_s_per_token: float = 0.0  # a step's wait for its new KV's copy to the host tier
     busy: bool = False  # a step is running
     inbox: list[tuple[Request, float]] = field(default_factory=list)  # came while one was planned
 
@@ -121,16 +120,7 @@ def build_replica(
         spec.index, policy, cost, budget, model, spec.pool, spec.role, spec.classes,
         frontend_s=eng.frontend_ms * 1e-3, tokenize_s=eng.tokenize_us_per_token * 1e-6,
         async_scheduling=eng.async_scheduling,
-        store_s_per_token=_store_s_per_token(eng, pol, model, tp * pp),
     )  # fmt: skip
-
-
-def _store_s_per_token(eng: EngineConfig, pol: Any, model: ModelSpec, gpus: int) -> float:
-    """Seconds a step waits per computed token for its KV's copy to the host tier of the prefix
-    cache (0 without a tier, or when the copy is hidden)."""
-    if not getattr(pol, "cpu_kv_offload_gib", 0) or not eng.kv_offload_store_gbps:
-        return 0.0
-    return model.kv_bytes_per_token / gpus / (eng.kv_offload_store_gbps * 1e9)
 
 
 def _cost_model(

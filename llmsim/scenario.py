@@ -89,14 +89,6 @@ class EngineConfig(BaseModel):
         description="API-server time per prompt token before the engine sees a request "
         "(tokenisation and input processing), microseconds.",
     )
-    kv_offload_store_gbps: float | None = Field(
-        default=None,
-        gt=0,
-        le=10_000,
-        description="With a host tier of the prefix cache (policy.cpu_kv_offload_gib), the "
-        "rate at which a step's newly computed KV is copied to host memory while the step waits "
-        "for it, GB/s per GPU; null: the copy is hidden behind the step.",
-    )
 
     def served_model(self, model: ModelSpec) -> ModelSpec:
         """``model`` with this engine's KV cache and weight types applied."""
