@@ -76,29 +76,39 @@ class EnginePreset(BaseModel):
         }
 
     def engine_defaults(self) -> dict[str, Any]:
-        """Engine-section fields this preset sets: the step pipeline and the API server."""
+        """Engine-section fields this preset sets besides the cost model's: the data types,
+        the step pipeline and the API server."""
         return {
+            "kv_cache_dtype": self.kv_cache_dtype,
+            "quantization": self.quantization,
             "async_scheduling": self.async_scheduling,
             "frontend_ms": self.frontend_ms,
             "tokenize_us_per_token": self.tokenize_us_per_token,
         }
 
-    def policy_defaults(self) -> dict[str, Any]:
-        """Scheduling defaults that this preset sets (``None`` entries left out)."""
-        return {k: v for k, v in self.policy.model_dump().items() if v is not None}
+    def policy_defaults(self, kind: str = "continuous", kv_layout: str = "paged") -> dict[str, Any]:
+        """Scheduling defaults this preset sets on a policy of ``kind`` (``None`` entries left
+        out): a speculative policy runs prefill-first, so it takes no prompt-chunking defaults,
+        and a contiguous KV layout has no prefix cache."""
+        out = {k: v for k, v in self.policy.model_dump().items() if v is not None}
+        if kind == "speculative":
+            for key in ("chunked_prefill", "mixed_prefill", "long_prefill_token_threshold"):
+                out.pop(key, None)
+        if kv_layout == "contiguous":
+            out.pop("prefix_caching", None)
+        return out
 
     def policy_update(self, config: BaseModel) -> BaseModel:
         """A copy of a policy config with this preset's defaults for the fields it has and
         that were not set explicitly (e.g. ``chunked_prefill`` once the continuous policy
         has it)."""
         fields = type(config).model_fields
+        defaults = self.policy_defaults(
+            getattr(config, "kind", "continuous"), getattr(config, "kv_layout", "paged")
+        )
         update = {
-            k: v
-            for k, v in self.policy_defaults().items()
-            if k in fields and k not in config.model_fields_set
+            k: v for k, v in defaults.items() if k in fields and k not in config.model_fields_set
         }
-        if getattr(config, "kv_layout", "paged") == "contiguous":  # no prefix cache without pages
-            update.pop("prefix_caching", None)
         return type(config).model_validate({**config.model_dump(), **update})
 
 

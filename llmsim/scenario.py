@@ -25,7 +25,7 @@ from llmsim.errors import ConfigError, LlmsimError
 from llmsim.hardware import get_hardware
 from llmsim.metrics import MetricsConfig
 from llmsim.models import KVCacheDType, ModelSpec, Quantization, get_model
-from llmsim.policies import ContinuousConfig, PolicyConfig, SpeculativeConfig
+from llmsim.policies import ContinuousConfig, PolicyConfig
 from llmsim.presets import get_preset
 from llmsim.workload import WorkloadConfig
 
@@ -107,8 +107,6 @@ class EngineConfig(BaseModel):
         data.setdefault("block_size", preset.block_size)
         for key, value in preset.engine_defaults().items():
             data.setdefault(key, value)
-        data.setdefault("kv_cache_dtype", preset.kv_cache_dtype)
-        data.setdefault("quantization", preset.quantization)
         data["cost"] = _preset_cost(data.get("cost", RooflineConfig()), preset.cost_update())
         return data
 
@@ -203,19 +201,13 @@ class Scenario(BaseModel):
         except LlmsimError:
             return data  # the engine section reports the unknown name
         pol = data.get("policy", {"kind": "continuous"})
-        defaults = preset.policy_defaults()
         if isinstance(pol, dict):
             kind = pol.get("kind", "continuous")
             if kind not in ("continuous", "speculative"):
                 return data
-            if kind == "speculative":
-                defaults.pop("chunked_prefill", None)
-                defaults.pop("mixed_prefill", None)
-                defaults.pop("long_prefill_token_threshold", None)
-            if pol.get("kv_layout") == "contiguous":  # no prefix cache without pages
-                defaults.pop("prefix_caching", None)
+            defaults = preset.policy_defaults(kind, pol.get("kv_layout", "paged"))
             return {**data, "policy": {**defaults, **pol}}
-        if isinstance(pol, ContinuousConfig) and not isinstance(pol, SpeculativeConfig):
+        if isinstance(pol, ContinuousConfig):  # speculative too: the same defaults as a mapping
             return {**data, "policy": preset.policy_update(pol)}
         return data
 

@@ -152,3 +152,24 @@ def test_max_num_seqs_derive_is_checked() -> None:
         llmsim.ContinuousConfig(max_num_seqs="automatic")  # type: ignore[arg-type]
     ok = llmsim.ContinuousConfig(max_num_seqs="derive", max_num_batched_tokens=64)
     assert ok.memory_profile(4096) == (64, 256)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_policy_defaults_same_for_mapping_and_object(name: str) -> None:
+    """A preset's scheduling defaults reach a speculative or contiguous-KV policy the same way
+    whether it is written as a mapping or built as an object: no prompt chunking on the
+    prefill-first speculative policy, no prefix cache without pages."""
+    cases = [
+        ({"kind": "speculative", "draft_model": "Llama-3.2-1B"},
+         llmsim.SpeculativeConfig(draft_model="Llama-3.2-1B")),
+        ({"kind": "continuous", "kv_layout": "contiguous"},
+         llmsim.ContinuousConfig(kv_layout="contiguous")),
+    ]  # fmt: skip
+    for mapping, obj in cases:
+        engine = {"preset": name, "max_model_len": 4096}
+        a = make_scenario(engine=engine, policy=mapping).policy
+        b = make_scenario(engine=engine, policy=obj).policy
+        assert a == b
+        assert not a.prefix_caching or a.kv_layout == "paged"
+        if a.kind == "speculative":
+            assert not a.chunked_prefill and not a.mixed_prefill
