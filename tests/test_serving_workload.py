@@ -109,7 +109,7 @@ def test_client_metrics_by_hand() -> None:
             "output_tokens": [10, 11, 21],
         }
     )
-    t = client_metrics(df, np.array([0, 0, 1]))
+    t = client_metrics(df.assign(stage=[0, 0, 1]))
     v = {(r.stage, r.metric): r.value for r in t.itertuples()}
     assert v[(WHOLE_RUN, "ttft_mean")] == pytest.approx(200.0)
     assert v[(WHOLE_RUN, "e2e_mean")] == pytest.approx(1500.0)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -76,21 +77,18 @@ def predict_all(
     """Every run predicted, in order (on ``jobs`` processes). A scenario predicted before in this
     process is not simulated again (a run is deterministic given its scenario)."""
     keys = [r.scenario.to_yaml() for r in runs]
-    todo = [i for i, k in enumerate(dict.fromkeys(keys).keys()) if k not in _CACHE]
-    unique = list(dict.fromkeys(keys))
-    work = [runs[keys.index(unique[i])] for i in todo]
-    if jobs <= 1 or len(work) <= 1:
-        tables = map(predict, work)
-        for r, table in zip(work, tables, strict=True):
-            _CACHE[r.scenario.to_yaml()] = table
+    work: dict[str, ServingRun] = {}
+    for key, run in zip(keys, runs, strict=True):
+        if key not in _CACHE:
+            work.setdefault(key, run)
+    todo = list(work.values())
+    parallel = jobs > 1 and len(todo) > 1
+    with ProcessPoolExecutor(max_workers=jobs) if parallel else nullcontext() as pool:
+        tables = pool.map(predict, todo) if pool is not None else map(predict, todo)
+        for key, run, table in zip(work, todo, tables, strict=True):  # as each one finishes
+            _CACHE[key] = table
             if progress:
-                progress(r.key)
-    else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            for r, table in zip(work, pool.map(predict, work), strict=True):
-                _CACHE[r.scenario.to_yaml()] = table
-                if progress:
-                    progress(r.key)
+                progress(run.key)
     return [_CACHE[k] for k in keys]
 
 

@@ -13,15 +13,10 @@ def predict(run: ServingRun) -> pd.DataFrame:
     """The run's scenario simulated, measured the way its client measured: one row per (stage,
     metric), plus the simulation's own diagnostics for the whole run."""
     result = Simulation(run.scenario).run()
-    req = result.requests
-    stage = None
-    if "stage" in req.columns:  # per request id
-        stage = np.zeros(int(req["request_id"].max()) + 1, dtype=np.int64)
-        stage[req["request_id"].to_numpy()] = req["stage"].to_numpy()
-    table = client_metrics(req, stage)
+    table = client_metrics(result.requests)
     s = result.summary
     extra = [
-        (WHOLE_RUN, "preemptions_per_request", float(result.requests["preemptions"].mean())),
+        (WHOLE_RUN, "preemptions_per_request", s["preemptions_per_request"]),
         (WHOLE_RUN, "prefix_cache_hit_rate", float(s.get("prefix_cache_hit_rate", np.nan))),
         (WHOLE_RUN, "mean_batch_size", float(s.get("mean_batch_size", np.nan))),
     ]

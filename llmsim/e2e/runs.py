@@ -39,30 +39,20 @@ class ServingRun:
         return self.measured.get((stage, metric), float("nan"))
 
 
-def client_metrics(requests: pd.DataFrame, stage: np.ndarray | None = None) -> pd.DataFrame:
+def client_metrics(requests: pd.DataFrame) -> pd.DataFrame:
     """What a benchmark client reports, from per-request rows (seconds) of finished requests.
 
-    ``requests`` needs ``arrival``, ``first_token``, ``finish`` (seconds), ``prompt_tokens``,
-    ``output_tokens`` and ``request_id``; ``stage`` gives each request id's load stage (default:
-    one stage). Returns one row per (stage, metric), stage -1 being the whole run.
+    ``requests`` needs ``arrival``, ``first_token``, ``finish`` (seconds), ``prompt_tokens`` and
+    ``output_tokens``, and may have ``stage`` (each request's load stage, as a simulation's
+    requests table of a staged workload has; default: one stage). Returns one row per (stage,
+    metric), stage -1 being the whole run.
     """
-    df = requests
-    ok = df["finish"].notna() & df["first_token"].notna()
-    done = df[ok]
-    st = (
-        np.zeros(len(done), dtype=np.int64)
-        if stage is None
-        else np.asarray(stage)[done["request_id"].to_numpy()]
-    )
-    rows: list[tuple[int, str, float]] = []
-    stages = sorted(set(st.tolist()))
-    groups = [(WHOLE_RUN, np.ones(len(done), dtype=bool))]
-    groups += [(s, st == s) for s in stages]
-    for s, mask in groups:
-        sub = done[mask]
-        if s != WHOLE_RUN and len(stages) == 1:
-            sub = done
-        rows += [(s, k, v) for k, v in _metrics(sub, int((~ok).sum()) if s == WHOLE_RUN else 0)]
+    ok = requests["finish"].notna() & requests["first_token"].notna()
+    done = requests[ok]
+    stage = done["stage"] if "stage" in done.columns else pd.Series(0, index=done.index)
+    rows = [(WHOLE_RUN, k, v) for k, v in _metrics(done, int((~ok).sum()))]
+    for s, sub in done.groupby(stage, sort=True):
+        rows += [(int(s), k, v) for k, v in _metrics(sub, 0)]
     return pd.DataFrame(rows, columns=["stage", "metric", "value"])
 
 
