@@ -148,6 +148,8 @@ def print_summary(result: SimulationResult) -> None:
     ]
     if "prefix_cache_hit_rate" in s:
         rows.append(("prefix cache hit rate", f"{s['prefix_cache_hit_rate']:.1%}"))
+    if "host_cache_hit_rate" in s:
+        rows.append(("prefix cache hits from the host tier", f"{s['host_cache_hit_rate']:.1%}"))
     if s.get("trace_bad_rows_skipped"):
         rows.append(("trace rows skipped (bad)", f"{int(s['trace_bad_rows_skipped']):,}"))
     if "goodput" in s:

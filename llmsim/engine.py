@@ -341,9 +341,11 @@ class Simulation:
         summary = summarize(req_df, steps_df, itl, window, mcfg)
         hits = [rep.policy.pool for rep in self.replicas]  # type: ignore[attr-defined]
         if any(p.query_tokens for p in hits):
-            summary["prefix_cache_hit_rate"] = sum(p.hit_tokens for p in hits) / sum(
-                p.query_tokens for p in hits
-            )
+            queried = sum(p.query_tokens for p in hits)
+            summary["prefix_cache_hit_rate"] = sum(p.hit_tokens for p in hits) / queried
+            tiers = [t for rep in self.replicas if (t := getattr(rep.policy, "host", None))]
+            if tiers:  # prompt tokens loaded from the host tier (vLLM KV offloading)
+                summary["host_cache_hit_rate"] = sum(t.hit_tokens for t in tiers) / queried
         if self.stream.trace is not None:
             summary["trace_bad_rows_skipped"] = float(self.stream.trace.bad_rows)
         groups: dict[str, pd.DataFrame] = {}

@@ -151,6 +151,11 @@ def test_offload_saves_recomputation_end_to_end() -> None:
     prompts = on.requests["prompt_tokens"].sum()
     assert on.steps["prefill_tokens"].sum() + cached == prompts
     assert host.hit_tokens > 0.2 * prompts
+    # the summary says how much of the prompts came from each tier
+    gpu, tier = on.summary["prefix_cache_hit_rate"], on.summary["host_cache_hit_rate"]
+    assert tier == pytest.approx(host.hit_tokens / prompts)
+    assert gpu + tier == pytest.approx(cached / prompts)
+    assert "host_cache_hit_rate" not in off.summary
     assert on.steps["prefill_tokens"].sum() < 0.7 * off.steps["prefill_tokens"].sum()
     assert on.summary["mean_ttft_ms"] < off.summary["mean_ttft_ms"]
     check_pool(policy.pool)  # type: ignore[attr-defined]

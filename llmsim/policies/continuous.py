@@ -41,9 +41,7 @@ from llmsim.hardware import GiB
 from llmsim.kv_cache import HostTier, blocks_for, prompt_block_keys
 from llmsim.policies.admission import NoEvictReservations
 from llmsim.policies.base import Plan, ReplicaContext, StepStats
-from llmsim.policies.continuous_config import (
-    ContinuousConfig,
-)
+from llmsim.policies.continuous_config import ContinuousConfig
 from llmsim.policies.decode_set import DecodeSet
 from llmsim.policies.waiting import make_queue, victim_key
 from llmsim.request import Request, Status
@@ -334,9 +332,7 @@ class ContinuousPolicy:
         self.host.touch(keys)
         self.host.hit_tokens += len(keys) * self.block_size
         self._transfer_s += len(keys) * self.ctx.kv_block_bytes / self.ctx.host_bandwidth
-        for key in keys:
-            if self.pool.register(key):
-                r.held_keys.append(key)
+        self._cache_blocks(r, keys)
 
     def _plan(self, granted: list[tuple[Request, int]], *, decodes: bool) -> Plan:
         chunks = [(q, r.num_computed) for r, q in granted]
@@ -492,12 +488,16 @@ class ContinuousPolicy:
             return
         keys = prompt_block_keys(r.prefix_hashes, r.hash_block_tokens, r.prompt_tokens, bs)
         new = keys[r.keyed_blocks : full]
-        for key in new:
-            if self.pool.register(key):
-                r.held_keys.append(key)
+        self._cache_blocks(r, new)
         if self.host is not None:
             self.host.touch(new)  # the connector copies every computed block to the host
         r.keyed_blocks = full
+
+    def _cache_blocks(self, r: Request, keys: list[Hashable]) -> None:
+        """Offer ``r``'s blocks to the GPU prefix cache; ``r`` holds the ones it takes."""
+        for key in keys:
+            if self.pool.register(key):
+                r.held_keys.append(key)
 
     def _held_blocks(self, r: Request) -> int:
         return blocks_for(r.num_computed, self.block_size) if self.paged else r.reserved_blocks
