@@ -20,8 +20,10 @@ Each client has at most one request in flight, so the system never holds more th
 from one client; when its conversation ends it starts the next one nobody has taken.
 
 Like a benchmark's clients, they start over a ramp (``ramp_up_s``) rather than all at one
-instant, and each request reaches the engine a little after it is sent (``jitter``: the
-client's event loop, HTTP, the API server's handling and tokenisation). Started together,
+instant, and each request goes out a little after its client is ready to send it (``jitter``:
+the client's own event loop, before the client starts timing the request, so not part of its
+latency; the server's time, which is, is the engine's ``tokenize_us_per_token`` and
+``frontend_ms``). Started together,
 clients of equal-length requests would stay in lock-step waves (every prefill in one step,
 then only decodes) that real clients do not show.
 """
@@ -37,14 +39,13 @@ from llmsim.errors import ConfigError
 from llmsim.workload.durations import DurationConfig, ExponentialDuration, FixedDuration
 from llmsim.workload.stream import RequestStream
 
-# Benchmark-like defaults. A benchmark's first requests do not reach the engine in one instant:
-# each goes through the client's event loop, a new HTTP connection and the API server's
-# request handling and tokenisation in turn, so a burst of clients arrives spread over about a
-# second; clients start evenly over ``DEFAULT_RAMP_UP_S``. Afterwards each request reaches the
-# scheduler a few milliseconds after it is sent, by an amount that varies from request to
-# request: exponential with mean ``DEFAULT_JITTER_S``. The ramp is what matters for equal
-# lengths: started together, clients finish together and come back together (docs/workloads.md
-# has the measurement).
+# Benchmark-like defaults. A benchmark's clients do not start in one instant: each is set up
+# in turn by the client's event loop (tasks, connections), so a burst of clients starts spread
+# over about a second; clients start evenly over ``DEFAULT_RAMP_UP_S``. Afterwards each request
+# goes out a few milliseconds after its client is ready, by an amount that varies from request
+# to request (the client's event loop): exponential with mean ``DEFAULT_JITTER_S``. The ramp is
+# what matters for equal lengths: started together, clients finish together and come back
+# together (docs/workloads.md has the measurement).
 DEFAULT_JITTER_S = 0.002
 DEFAULT_RAMP_UP_S = 1.0
 
@@ -69,8 +70,10 @@ class ClosedLoopArrivals(BaseModel):
     )
     jitter: DurationConfig = Field(
         default_factory=lambda: ExponentialDuration(mean=DEFAULT_JITTER_S),
-        description="Seconds from a client sending a request to the engine receiving it, "
-        "drawn per request (client and front-end time); {kind: fixed, value: 0} turns it off.",
+        description="Seconds from a client being ready to send a request to the request going "
+        "out, drawn per request (the client's event loop; not part of the request's latency: "
+        "the server's own time is engine.tokenize_us_per_token and engine.frontend_ms); "
+        "{kind: fixed, value: 0} turns it off.",
     )
 
     def times(self, rng: np.random.Generator, n: int) -> np.ndarray:
