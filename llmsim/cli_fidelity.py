@@ -145,6 +145,26 @@ def fidelity(
     llmsim fidelity --serving --plots --out fidelity/serving;
     llmsim fidelity --serving --run result.json --scenario my_deployment.yaml
     """
+    serving_only = {
+        "--run": run is not None,
+        "--scenario": scenario is not None,
+        "--serving-data": serving_data is not None,
+        "--cross-validate": cross_validate,
+        "--set": bool(overrides),
+        "--cost": cost != "calibrated",
+        "--jobs": jobs != 1,
+    }
+    if not serving and any(serving_only.values()):
+        given = ", ".join(k for k, v in serving_only.items() if v)
+        raise fail(ConfigError("end-to-end options: add --serving to use them", field=given))
+    if serving and (gpus or data or model):
+        raise fail(
+            ConfigError(
+                "replays whole runs: GPU names, --data and --model belong to the "
+                "kernel-level check (drop --serving, or drop them)",
+                field="--serving",
+            )
+        )
     if serving:
         if cost not in ("calibrated", "roofline"):
             raise fail(

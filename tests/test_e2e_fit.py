@@ -167,3 +167,17 @@ def test_replayed_workload_matches_the_measured_throughput_and_lengths() -> None
     ]  # fmt: skip
     assert len(shape) >= 30
     assert shape["error"].abs().max() < 0.015
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--run", "r.json", "--scenario", "s.yaml"], "--run, --scenario: end-to-end options"),
+        (["--cross-validate"], "--cross-validate: end-to-end options: add --serving"),
+        (["--serving", "H100-SXM"], "--serving: replays whole runs"),
+    ],
+)
+def test_fidelity_options_of_the_other_check_are_refused(args: list[str], message: str) -> None:
+    res = CliRunner().invoke(app, ["fidelity", *args])
+    assert res.exit_code == 2
+    assert message in res.output
