@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from llmsim.e2e.parsed import ParsedRun, count_requests, short_value, workload_config
-from llmsim.e2e.runs import WHOLE_RUN, client_metrics
+from llmsim.e2e.runs import client_metrics, whole_run
 from llmsim.errors import ConfigError
 from llmsim.workload.traces.files import open_text
 
@@ -111,11 +111,10 @@ def _read_benchmark(src: str) -> ParsedRun:
             )
             if "e2e" not in detail:  # no ITLs: TTFT only; finish is a placeholder
                 df["finish"] = df["first_token"]
-            rows = client_metrics(df)
             keep = ("ttft_",) + (("e2e_",) if "e2e" in detail else ())
-            for _, r in rows[rows["stage"] == WHOLE_RUN].iterrows():
-                if str(r["metric"]).startswith(keep):
-                    measured[str(r["metric"])] = float(r["value"])
+            measured.update(
+                (k, v) for k, v in whole_run(client_metrics(df)).items() if k.startswith(keep)
+            )
     else:
         n = completed
         failed = _failed(data, completed)

@@ -36,7 +36,7 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 from llmsim.e2e.replay import compare, predict
-from llmsim.e2e.runs import WHOLE_RUN, ServingRun
+from llmsim.e2e.runs import ServingRun, whole_run
 
 HOST = ("step_overhead_ms", "seq_overhead_us", "tp_overhead_ms")
 FRONTEND = ("frontend_ms", "tokenize_us_per_token")
@@ -93,8 +93,7 @@ def predict_all(
 
 
 def _value(table: pd.DataFrame, metric: str) -> float:
-    row = table[(table["stage"] == WHOLE_RUN) & (table["metric"] == metric)]
-    return float(row["value"].iloc[0]) if len(row) else float("nan")
+    return whole_run(table).get(metric, float("nan"))
 
 
 def _solve(a: np.ndarray, gap: np.ndarray, measured: np.ndarray, lower: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from llmsim.e2e.parsed import (
     short_value,
     workload_config,
 )
-from llmsim.e2e.runs import WHOLE_RUN, client_metrics
+from llmsim.e2e.runs import client_metrics, whole_run
 from llmsim.errors import ConfigError
 from llmsim.workload import TraceColumns, TraceConfig
 from llmsim.workload.traces import fields as conv
@@ -119,10 +119,7 @@ def _read_requests(src: str, fmt: str, default_unit: TimeUnit) -> ParsedRun:
     )
     if failed.all():
         raise ConfigError("no request finished: nothing was measured", source=src)
-    rows = client_metrics(df)
-    measured = {
-        str(r["metric"]): float(r["value"]) for _, r in rows[rows["stage"] == WHOLE_RUN].iterrows()
-    }
+    measured = whole_run(client_metrics(df))
     notes = []
     if failed.any():
         notes.append(

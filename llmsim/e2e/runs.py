@@ -56,6 +56,12 @@ def client_metrics(requests: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["stage", "metric", "value"])
 
 
+def whole_run(table: pd.DataFrame) -> dict[str, float]:
+    """The whole-run rows of a :func:`client_metrics` table, by metric."""
+    rows = table[table["stage"] == WHOLE_RUN]
+    return dict(zip(rows["metric"].astype(str), rows["value"].astype(float), strict=True))
+
+
 def _metrics(sub: pd.DataFrame, failed: int) -> list[tuple[str, float]]:
     if sub.empty:
         return [("n_success", 0.0), ("n_failed", float(failed))]
