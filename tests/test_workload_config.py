@@ -156,6 +156,9 @@ def test_workload_source_rules(kw: dict[str, object], match: str) -> None:
 def test_trace_excludes_synthetic_lengths() -> None:
     with pytest.raises(ValueError, match="'prompt_tokens' cannot be used with a trace"):
         WorkloadConfig(trace=TraceConfig(dataset="azure_conv"), prompt_tokens=FixedLength(value=1))
+    prefix = {"groups": 1, "prompts_per_group": 2, "system_prompt_tokens": 8, "question_tokens": 4}
+    with pytest.raises(ValueError, match="'shared_prefix' cannot be used with a trace"):
+        WorkloadConfig.model_validate({"trace": {"dataset": "azure_conv"}, "shared_prefix": prefix})
 
 
 WORKLOAD_YAML = {

@@ -87,11 +87,22 @@ class WorkloadConfig(BaseModel):
         if (self.arrival is None) == (self.trace is None):
             raise ValueError("give exactly one of 'arrival' or 'trace'")
         if self.trace is not None:
-            for name in ("prompt_tokens", "output_tokens", "lengths", "sessions"):
+            for name in ("prompt_tokens", "output_tokens", "lengths", "sessions", "shared_prefix"):
                 if getattr(self, name) is not None:
                     raise ValueError(f"'{name}' cannot be used with a trace: the trace has them")
             return self
         arrival = self.arrival
+        given = self.prompt_tokens is not None or self.output_tokens is not None
+        if self.shared_prefix is not None:
+            for name in ("prompt_tokens", "lengths", "sessions"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"shared_prefix sets the prompts: remove '{name}'")
+            if self.output_tokens is None:
+                raise ValueError("shared_prefix needs output_tokens")
+        elif given == (self.lengths is not None):
+            raise ValueError("give either prompt_tokens and output_tokens, or lengths")
+        elif given and (self.prompt_tokens is None or self.output_tokens is None):
+            raise ValueError("give both prompt_tokens and output_tokens")
         if isinstance(arrival, StagedArrivals):
             if self.num_requests is not None or self.duration_s is not None:
                 raise ValueError(
@@ -100,22 +111,6 @@ class WorkloadConfig(BaseModel):
                 )
             if self.sessions is not None:
                 raise ValueError("stages cannot be combined with sessions")
-        if self.shared_prefix is not None:
-            for name in ("prompt_tokens", "lengths", "sessions"):
-                if getattr(self, name) is not None:
-                    raise ValueError(f"shared_prefix sets the prompts: remove '{name}'")
-            if self.output_tokens is None:
-                raise ValueError("shared_prefix needs output_tokens")
-            if isinstance(arrival, StagedArrivals):
-                return self
-        has_pair = self.prompt_tokens is not None or self.output_tokens is not None
-        has_pair = has_pair or self.shared_prefix is not None
-        if has_pair == (self.lengths is not None):
-            raise ValueError("give either prompt_tokens and output_tokens, or lengths")
-        missing = self.prompt_tokens is None or self.output_tokens is None
-        if self.shared_prefix is None and has_pair and missing:
-            raise ValueError("give both prompt_tokens and output_tokens")
-        if isinstance(arrival, StagedArrivals):
             return self
         if (self.num_requests is None) == (self.duration_s is None):
             raise ValueError("give exactly one of num_requests or duration_s")
