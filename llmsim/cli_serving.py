@@ -22,6 +22,7 @@ from llmsim.e2e.fit import Terms, cross_validate, fit_terms, predict_all
 from llmsim.e2e.replay import compare, error_summary
 from llmsim.e2e.runs import LATENCY_METRICS, WHOLE_RUN, ServingRun
 from llmsim.e2e.serving_data import DATA_DIR, load_serving_runs
+from llmsim.errors import ConfigError
 from llmsim.presets import get_preset
 
 PLOTTED = ("e2e_mean", "ttft_mean", "ttft_p99", "itl_mean")
@@ -37,7 +38,6 @@ def _runs(
 ) -> list[ServingRun]:
     if run is not None:
         from llmsim.e2e.user_runs import load_user_run  # only when checking a user's run
-        from llmsim.errors import ConfigError
 
         if scenario is None:
             raise ConfigError(
@@ -71,6 +71,17 @@ def serving_fidelity(
 ) -> None:
     started = time.perf_counter()
     get_preset(preset, field="--preset")
+    if run is not None:
+        # the deployment is the user's scenario: its own engine, preset and cost model
+        mine = {"--serving-data": data is not None, "--cost": cost != "calibrated",
+                "--preset": preset != "vllm-v1", "--cross-validate": cross}  # fmt: skip
+        if any(mine.values()):
+            given = ", ".join(k for k, v in mine.items() if v)
+            raise ConfigError(
+                "not with --run: the scenario file says the deployment (set its engine there), "
+                "and one run cannot be held out from itself",
+                field=given,
+            )
     runs = _runs(data, run, scenario, cost, preset, overrides or [])
     done = [0]
     total = len(runs) * (len({r.group for r in runs}) + 2 if cross else 1)
@@ -90,8 +101,11 @@ def serving_fidelity(
     else:
         preds = predict_all(runs, jobs, progress)
         table = pd.concat([compare(r, p) for r, p in zip(runs, preds, strict=True)])
-        label = f"the {preset} preset as shipped" + (
-            " (its terms were fitted on these runs: see --cross-validate)" if run is None else ""
+        label = (
+            f"the {preset} preset as shipped (its terms were fitted on these runs: see "
+            "--cross-validate)"
+            if run is None
+            else f"the deployment of {scenario}"
         )
     summary = error_summary(table)
     out.mkdir(parents=True, exist_ok=True)

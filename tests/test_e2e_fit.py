@@ -175,6 +175,10 @@ def test_replayed_workload_matches_the_measured_throughput_and_lengths() -> None
         (["--run", "r.json", "--scenario", "s.yaml"], "--run, --scenario: end-to-end options"),
         (["--cross-validate"], "--cross-validate: end-to-end options: add --serving"),
         (["--serving", "H100-SXM"], "--serving: replays whole runs"),
+        (
+            ["--serving", "--run", "r.json", "--scenario", "s.yaml", "--cross-validate"],
+            "--cross-validate: not with --run",
+        ),
     ],
 )
 def test_fidelity_options_of_the_other_check_are_refused(args: list[str], message: str) -> None:
