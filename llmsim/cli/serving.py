@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from llmsim.atomic import atomic_write, atomic_write_text
-from llmsim.cli_calibrate import err_console, out_console
+from llmsim.cli.common import err_console, out_console
 from llmsim.e2e.fit import Terms, cross_validate, fit_terms, predict_all
 from llmsim.e2e.replay import compare, error_summary
 from llmsim.e2e.runs import LATENCY_METRICS, WHOLE_RUN, ServingRun

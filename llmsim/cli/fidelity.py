@@ -18,8 +18,9 @@ from llmsim.calibration import steps as S
 from llmsim.calibration.holdout import REGIMES, ape, profile_errors, summary
 from llmsim.calibration.llmsim_csv import read_operator_csv, read_step_csv, sniff
 from llmsim.calibration.records import concat
-from llmsim.cli_calibrate import fail, fidelity_table, out_console
-from llmsim.cli_serving import serving_fidelity
+from llmsim.cli.calibrate import fidelity_table
+from llmsim.cli.common import fail, out_console
+from llmsim.cli.serving import serving_fidelity
 from llmsim.cost.calibrated import CalibratedConfig
 from llmsim.errors import ConfigError, LlmsimError
 from llmsim.hardware import HardwareProfile, get_hardware

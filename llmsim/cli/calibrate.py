@@ -1,5 +1,4 @@
-"""Command-line tools for calibration: ``llmsim calibrate`` and ``llmsim profile``
-(registered in :mod:`llmsim.cli`; ``llmsim fidelity`` is in :mod:`llmsim.cli_fidelity`)."""
+"""``llmsim calibrate`` and ``llmsim profile``: hardware profiles from kernel measurements."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ from typing import Annotated
 
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from llmsim.calibration import calibrate as C
@@ -19,18 +17,11 @@ from llmsim.calibration.llmsim_csv import USER_SOURCE, read_operator_csv, read_s
 from llmsim.calibration.profile_yaml import profile_path, write_profile
 from llmsim.calibration.records import concat
 from llmsim.calibration.tables import table_file
+from llmsim.cli.common import fail, out_console
 from llmsim.config_io import read_yaml
 from llmsim.errors import ConfigError, LlmsimError
 from llmsim.hardware import HardwareProfile, get_hardware
 from llmsim.hardware_calibration import Calibration, FidelityRow
-
-out_console = Console()
-err_console = Console(stderr=True)
-
-
-def fail(exc: LlmsimError) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=2)
 
 
 def _datasheet(hw: HardwareProfile, given: str) -> tuple[str, str]:

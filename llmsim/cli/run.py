@@ -1,5 +1,4 @@
-"""The ``llmsim`` command line: run, validate, hardware, models; calibrate, fidelity and
-profile (in :mod:`llmsim.cli_calibrate` and :mod:`llmsim.cli_fidelity`)."""
+"""``llmsim run`` and ``llmsim validate``: one scenario, simulated or checked."""
 
 from __future__ import annotations
 
@@ -9,52 +8,16 @@ from typing import Annotated
 
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from llmsim.cli_calibrate import calibrate, profile
-from llmsim.cli_fidelity import fidelity
+from llmsim.cli.common import ScenarioArg, SetOpt, err_console, fail, load, out_console
 from llmsim.engine import Simulation, build_replica
 from llmsim.errors import LlmsimError
-from llmsim.hardware import list_hardware
 from llmsim.metrics import preemption_warning
-from llmsim.models import list_models
 from llmsim.result import SimulationResult
-from llmsim.scenario import Scenario, load_scenario
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="Simulate LLM serving: latency and throughput of models, GPUs and batching policies.",
-)
-out_console = Console()
-err_console = Console(stderr=True)
-
-ScenarioArg = Annotated[
-    Path, typer.Argument(help="Scenario YAML file.", show_default=False, dir_okay=False)
-]
-SetOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--set",
-        "-s",
-        help="Override a field by dotted path, e.g. --set workload.rate=12 "
-        "--set policy.max_num_seqs=64. Repeatable.",
-    ),
-]
 
 
-def _fail(exc: LlmsimError) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=2)
-
-
-def _load(path: Path, overrides: list[str] | None) -> Scenario:
-    return load_scenario(path, overrides or None)
-
-
-@app.command()
 def run(
     scenario: ScenarioArg,
     out: Annotated[
@@ -71,10 +34,10 @@ def run(
 ) -> None:
     """Run a scenario, print its summary and write its tables."""
     try:
-        sc = _load(scenario, overrides)
+        sc = load(scenario, overrides)
         sim = Simulation(sc)
     except LlmsimError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if quiet or not sys.stderr.isatty():
         result = sim.run()
     else:
@@ -192,94 +155,16 @@ def _print_groups(frame: pd.DataFrame, title: str) -> None:
     out_console.print(t)
 
 
-@app.command()
 def validate(scenario: ScenarioArg, overrides: SetOpt = None) -> None:
     """Check a scenario (fields, names, memory fit) without running it."""
     try:
-        sc = _load(scenario, overrides)
+        sc = load(scenario, overrides)
         rep = build_replica(sc)
     except LlmsimError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     kv = rep.kv
     out_console.print(
         f"{scenario}: ok - {sc.model} on {sc.tensor_parallel}x {sc.hardware}: weights "
         f"{kv.weights / 1e9:.1f} GB/GPU, KV cache {kv.num_blocks:,} blocks "
         f"({kv.tokens:,} tokens)"
     )
-
-
-@app.command()
-def hardware() -> None:
-    """List the hardware profiles."""
-    t = Table(title="Hardware profiles")
-    profiles = list_hardware()
-    # Names are what users type: never truncate them, even on a narrow or piped console.
-    t.add_column("name", no_wrap=True, min_width=max(len(hw.name) for hw in profiles))
-    for col, just in [
-        ("memory GiB", "right"),
-        ("HBM TB/s", "right"),
-        ("bf16 TFLOP/s", "right"),
-        ("fp8 TFLOP/s", "right"),
-        ("link", "left"),
-        ("$/GPU-h", "right"),
-        ("source", "left"),
-    ]:
-        t.add_column(col, justify=just)  # type: ignore[arg-type]
-    for hw in profiles:
-        fp8 = hw.peak_tflops.get("fp8")
-        t.add_row(
-            hw.name,
-            f"{hw.memory_gib:g}",
-            f"{hw.memory_bandwidth_tbps:g}",
-            f"{hw.peak_tflops.get('bf16', hw.peak_tflops.get('fp16', 0)):g}",
-            f"{fp8:g}" if fp8 else "-",
-            f"{hw.interconnect.kind} {hw.interconnect.bandwidth_gbps:g} GB/s",
-            f"{hw.price_per_gpu_hour_usd:.2f}",
-            "calibrated" if hw.calibrated else "datasheet",
-        )
-    out_console.print(t)
-
-
-@app.command()
-def models() -> None:
-    """List the model catalog."""
-    t = Table(title="Model catalog")
-    specs = list_models()
-    t.add_column("name", no_wrap=True, min_width=max(len(m.name) for m in specs))
-    for col, just in [
-        ("params B", "right"),
-        ("active B", "right"),
-        ("layers", "right"),
-        ("hidden", "right"),
-        ("heads/kv", "right"),
-        ("attention", "left"),
-        ("KV KiB/token", "right"),
-        ("weights", "left"),
-    ]:
-        t.add_column(col, justify=just)  # type: ignore[arg-type]
-    for m in specs:
-        t.add_row(
-            m.name,
-            f"{m.num_params / 1e9:.1f}",
-            f"{m.num_active_params / 1e9:.1f}",
-            str(m.num_layers),
-            str(m.hidden_size),
-            f"{m.num_heads}/{m.num_kv_heads}",
-            m.attention.upper() + (" + MoE" if m.moe else ""),
-            f"{m.kv_bytes_per_token / 1024:g}",
-            m.weight_dtype,
-        )
-    out_console.print(t)
-
-
-app.command()(calibrate)
-app.command()(fidelity)
-app.command()(profile)
-
-
-def main() -> None:  # pragma: no cover - entry point
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
