@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import simpy
 
+from llmsim.diagnostics import overload
 from llmsim.metrics import StepLog, inter_token_gaps, requests_frame, summarize
 from llmsim.replica import Replica, build_replica
 from llmsim.request import Request, Status
@@ -127,7 +128,7 @@ class Simulation:
         r = self._request(i, t)
         candidates = self._candidates(r, self._entry)
         if not candidates:
-            r.reject(t)
+            r.reject(t, "no_pool")
             self._unroutable.append(r)
             self._on_finish(r, t)
             return
@@ -348,17 +349,11 @@ class Simulation:
                 summary["host_cache_hit_rate"] = sum(t.hit_tokens for t in tiers) / queried
         if self.stream.trace is not None:
             summary["trace_bad_rows_skipped"] = float(self.stream.trace.bad_rows)
-        groups: dict[str, pd.DataFrame] = {}
-        if len(self.replicas) > 1:
-            for key in ("pool", "replica"):
-                rows = {}
-                for name, sub in req_df.groupby(key, sort=True):
-                    ids = set(sub["request_id"].tolist())
-                    members = [r for r in measured if r.id in ids]
-                    st = steps_df[steps_df[key] == name]
-                    gaps = inter_token_gaps(members, ends)
-                    rows[name] = summarize(sub, st, gaps, window, mcfg)
-                groups[key] = pd.DataFrame.from_dict(rows, orient="index").rename_axis(key)
+        summary.update(overload(req_df, closed_loop=self.clients is not None))
+        length = window[1] - window[0]
+        busy = float(steps_df["duration"].sum())
+        summary["busy_fraction"] = busy / length / len(self.replicas) if length > 0 else 0.0
+        groups = self._groups(req_df, steps_df, measured, ends, window) if len(pools) > 1 else {}
         return SimulationResult(
             self.scenario,
             req_df,
@@ -370,6 +365,47 @@ class Simulation:
             groups.get("pool"),
             groups.get("replica"),
         )
+
+    def _groups(
+        self,
+        req_df: pd.DataFrame,
+        steps_df: pd.DataFrame,
+        measured: list[Request],
+        ends: list[np.ndarray],
+        window: tuple[float, float],
+    ) -> dict[str, pd.DataFrame]:
+        """The summary per pool and per replica. A prefill replica (disaggregated serving) is
+        credited with the requests it prefilled, a decode or mixed one with those it served."""
+        mcfg = self.scenario.metrics
+        length = window[1] - window[0]
+        by_id = {r.id: r for r in measured}
+        ids = req_df["request_id"].to_numpy()
+        pool_of = {rep.index: rep.pool for rep in self.replicas}
+        members: dict[str, dict[Hashable, np.ndarray]] = {
+            "replica": {
+                rep.index: (req_df["replica"] == rep.index).to_numpy()
+                | (req_df["prefill_replica"] == rep.index).to_numpy()
+                for rep in self.replicas
+            }
+        }
+        members["pool"] = {}
+        for rep in self.replicas:
+            mask = members["replica"][rep.index]
+            old = members["pool"].get(rep.pool)
+            members["pool"][rep.pool] = mask if old is None else old | mask
+        out = {}
+        for key, masks in members.items():
+            rows = {}
+            for name, mask in masks.items():
+                st = steps_df[steps_df[key] == name]
+                mine = [by_id[i] for i in ids[mask] if i in by_id]
+                row = summarize(req_df[mask], st, inter_token_gaps(mine, ends), window, mcfg)
+                n = sum(1 for p in pool_of.values() if p == name) if key == "pool" else 1
+                busy = float(st["duration"].sum())
+                row["busy_fraction"] = busy / length / n if length > 0 else 0.0
+                rows[name] = row
+            out[key] = pd.DataFrame.from_dict(rows, orient="index").rename_axis(key)
+        return out
 
 
 def simulate(scenario: Scenario, *, progress: ProgressFn | None = None) -> SimulationResult:

@@ -13,6 +13,8 @@ Metric definitions follow the serving benchmarks (vLLM's ``benchmark_serving``, 
 * E2E latency: finish minus arrival.
 * Throughput: over the measurement window. Without warm-up/cool-down the window runs from the
   first arrival to the last finish (vLLM's benchmark duration).
+* Rejected requests (``rejected``, ``rejected_fraction``, ``rejected_<reason>`` for each reason
+  that occurred) have no latency; they count as SLO misses in ``slo_attainment``.
 * Preemption, over the whole run: ``preemptions_per_request`` (over all requests) and
   ``recompute_fraction``, the share of the tokens the GPU computed (prompt and decode) that
   computed again what a preemption by recompute had dropped. A run above either threshold of
@@ -32,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llmsim.cost.base import BatchShape
 from llmsim.policies.base import Plan, StepStats
-from llmsim.request import Request, Status
+from llmsim.request import REJECT_REASONS, Request, Status
 
 PERCENTILES = (50, 90, 99)
 
@@ -129,6 +131,10 @@ def requests_frame(requests: Sequence[Request]) -> pd.DataFrame:
             "finish": np.fromiter((r.finish for r in rs), float, len(rs)),
             "prompt_tokens": np.fromiter((r.prompt_tokens for r in rs), np.int64, len(rs)),
             "output_tokens": np.fromiter((r.num_output for r in rs), np.int64, len(rs)),
+            "reject_reason": pd.Categorical(
+                [r.reject_reason for r in rs], categories=["", *REJECT_REASONS]
+            ),
+            "cached_tokens": np.fromiter((r.cached_tokens for r in rs), np.int64, len(rs)),
             "preemptions": np.fromiter((r.preemptions for r in rs), np.int32, len(rs)),
             "recomputed_tokens": np.fromiter((r.recomputed_tokens for r in rs), np.int64, len(rs)),
             "queue_time": np.fromiter((r.queue_time for r in rs), float, len(rs)),
@@ -237,6 +243,7 @@ def summarize(
     length = max(hi - lo, 1e-12)
     measured = requests[(requests["arrival"] >= lo) & (requests["arrival"] <= hi)]
     done = measured[measured["status"] == "finished"]
+    refused = measured[measured["status"] == "rejected"]
     fin_in = requests[(requests["finish"] >= lo) & (requests["finish"] <= hi)]
     fin_in = fin_in[fin_in["status"] == "finished"]
     st_in = steps[(steps["end"] > lo) & (steps["end"] <= hi)]
@@ -245,6 +252,9 @@ def summarize(
         "num_requests": float(len(requests)),
         "completed": float((requests["status"] == "finished").sum()),
         "rejected": float((requests["status"] == "rejected").sum()),
+        "rejected_fraction": float((requests["status"] == "rejected").mean())
+        if len(requests)
+        else 0.0,
         "measured_requests": float(len(done)),
         "duration_s": float(length),
         "request_throughput": len(fin_in) / length,
@@ -258,6 +268,10 @@ def summarize(
     _stats("itl", itl, s)
     _stats("e2el", done["e2e"].to_numpy(), s)
     _stats("queue", done["queue_time"].to_numpy(), s)
+    for reason in REJECT_REASONS:
+        count = int((requests["reject_reason"] == reason).sum())
+        if count:
+            s[f"rejected_{reason}"] = float(count)
     if cfg.slo_ttft_ms is not None or cfg.slo_tpot_ms is not None:
         ok = np.ones(len(done), dtype=bool)
         if cfg.slo_ttft_ms is not None:
@@ -265,7 +279,9 @@ def summarize(
         if cfg.slo_tpot_ms is not None:
             ok &= (done["tpot"].fillna(0.0) * 1e3 <= cfg.slo_tpot_ms).to_numpy()
         s["goodput"] = float(ok.sum()) / length
-        s["slo_attainment"] = float(ok.mean()) if len(ok) else float("nan")
+        # a rejected request misses its SLOs: attainment is over every measured request
+        total = len(done) + len(refused)
+        s["slo_attainment"] = float(ok.sum()) / total if total else float("nan")
     dur = steps["duration"].to_numpy()
     busy = float(dur.sum())
     s["num_steps"] = float(len(steps))

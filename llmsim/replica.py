@@ -18,8 +18,9 @@ from llmsim.hardware import HardwareProfile, get_hardware
 from llmsim.kv_cache import BlockPool, KVBudget, kv_budget
 from llmsim.models import ModelSpec, get_model
 from llmsim.policies import Policy, ReplicaContext
+from llmsim.presets import get_preset
 from llmsim.request import Request
-from llmsim.scenario import ReplicaSpec, Scenario
+from llmsim.scenario import EngineConfig, ReplicaSpec, Scenario
 
 
 @dataclass
@@ -107,6 +108,7 @@ def build_replica(
         policy = pol.build(ctx)
     except ValueError as exc:
         raise ConfigError(str(exc), source=scenario.source, field=where) from None
+    _refuse_like_the_engine(eng, policy, max_len, scenario.source, where)
     try:
         cost = _cost_model(eng.cost, model, hw, tp, pp)
         if draft is not None:
@@ -121,6 +123,26 @@ def build_replica(
         frontend_s=eng.frontend_ms * 1e-3, tokenize_s=eng.tokenize_us_per_token * 1e-6,
         async_scheduling=eng.async_scheduling,
     )  # fmt: skip
+
+
+def _refuse_like_the_engine(
+    eng: EngineConfig, policy: Policy, max_len: int, source: str | None, where: str
+) -> None:
+    """Refuse what the engine named by the preset refuses at start-up: vLLM will not start
+    without chunked prefill when the token budget is below ``max_model_len`` (every longer prompt
+    could never be scheduled)."""
+    if not eng.preset or get_preset(eng.preset).engine != "vLLM":
+        return
+    budget = getattr(policy, "budget", None)
+    if getattr(policy, "whole_prompts", False) and budget is not None and budget < max_len:
+        raise ConfigError(
+            f"max_num_batched_tokens {budget:,} is below max_model_len {max_len:,} with chunked "
+            f"prefill off, which vLLM ({eng.preset}) refuses at start-up; set "
+            f"policy.chunked_prefill: true, policy.max_num_batched_tokens >= {max_len:,}, or "
+            f"engine.max_model_len <= {budget:,}",
+            source=source,
+            field=where if where != "policy" else "policy.max_num_batched_tokens",
+        )
 
 
 def _cost_model(

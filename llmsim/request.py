@@ -25,6 +25,16 @@ class Status(IntEnum):
     REJECTED = 3
 
 
+REJECT_REASONS = {
+    "max_model_len": "prompt plus output tokens exceed engine.max_model_len",
+    "token_budget": "the prompt exceeds the step's token budget (policy.max_num_batched_tokens) "
+    "and chunked prefill is off",
+    "kv_capacity": "the request's KV cache would not fit in the replica's KV cache",
+    "no_pool": "no pool serves the request's class",
+}
+"""Why a request can be rejected, and what it means."""
+
+
 class Request:
     """One inference request and what happened to it."""
 
@@ -55,6 +65,7 @@ class Request:
         "queue_time",
         "recompute_mark",
         "recomputed_tokens",
+        "reject_reason",
         "replica",
         "reserved_blocks",
         "seg_emit",
@@ -119,11 +130,14 @@ class Request:
         self.reserved_blocks = 0  # contiguous layout: blocks reserved at admission
         self.swapped_blocks = 0  # blocks held in host memory while swapped out
         self.prefill_replica = -1  # disaggregated serving: where the prompt was prefilled
+        self.reject_reason = ""  # why a rejected request was refused (REJECT_REASONS)
 
-    def reject(self, now: float) -> None:
-        """Refuse the request at ``now`` (too long, or no pool serves its class)."""
+    def reject(self, now: float, reason: str) -> None:
+        """Refuse the request at ``now`` for ``reason``, one of :data:`REJECT_REASONS`."""
+        assert reason in REJECT_REASONS, reason
         self.status = Status.REJECTED
         self.finish = now
+        self.reject_reason = reason
 
     @property
     def num_tokens(self) -> int:

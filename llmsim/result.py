@@ -39,12 +39,29 @@ class SimulationResult:
     by_replica: pd.DataFrame | None = None
 
     @property
+    def provenance(self) -> list[str]:
+        """What priced the run: per replica configuration, the GPUs, whether their hardware
+        profile is calibrated, the cost model and the engine preset."""
+        from llmsim.diagnostics import provenance
+
+        return provenance(self.scenario)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the averages do not say, one line each: rejected requests, overload, preemption,
+        skipped trace rows, a calibrated cost model extrapolating beyond its measurements."""
+        from llmsim.diagnostics import run_warnings
+
+        return run_warnings(self)
+
+    @property
     def summary_frame(self) -> pd.DataFrame:
         """Latency metrics as rows (ttft, tpot, itl, e2el, queue) x (mean, p50, p90, p99), ms."""
         return summary_frame(self.summary)
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write requests.parquet, steps.parquet, summary.json and scenario.yaml atomically."""
+        """Write requests.parquet, steps.parquet, summary.json (the summary, plus ``priced_by``
+        and ``warnings`` as lists of lines) and scenario.yaml atomically."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {
@@ -55,7 +72,9 @@ class SimulationResult:
         }
         atomic_write(paths["requests"], lambda p: self.requests.to_parquet(p, index=False))
         atomic_write(paths["steps"], lambda p: self.steps.to_parquet(p, index=False))
-        text = json.dumps(_json_ready(self.summary), indent=2, sort_keys=True) + "\n"
+        record = {**_json_ready(self.summary), "priced_by": self.provenance}
+        record["warnings"] = self.warnings
+        text = json.dumps(record, indent=2, sort_keys=True) + "\n"
         atomic_write_text(paths["summary"], text)
         atomic_write_text(paths["scenario"], self.scenario.to_yaml())
         for name, table in (("pools", self.by_pool), ("replicas", self.by_replica)):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -152,8 +153,28 @@ def test_cli_calibrate_from_user_csv(tmp_path: Path) -> None:
     assert 'kernel_table: "l4.kernels.parquet"' in (tmp_path / "l4.yaml").read_text()
     assert hw.calibration.kernel_table == str(tmp_path / "l4.kernels.parquet")
     assert hw.calibration.host.source.startswith("fitted on 3 measured steps")
+    assert "warning: L4 gemm" not in " ".join(
+        result.output.split()
+    )  # GEMMs that follow the model fit it well
     cm = CalibratedConfig().build(get_model("Llama-3.1-8B"), hw, 1)
     assert math.isfinite(cm.decode_step_time(8, 8000))
+
+
+def test_cli_calibrate_warns_on_measurements_the_model_cannot_explain(tmp_path: Path) -> None:
+    # times unrelated to the shapes (as on a device other than the GPU named): the profile is
+    # written, and the held-out error is said out loud
+    rng = np.random.default_rng(0)
+    rows = ["family,model,m,n,k,time_ms"]
+    for model in ("a", "b"):
+        for m in (1, 16, 128, 1024, 4096):
+            for n, k in ((4096, 4096), (14336, 4096), (4096, 14336)):
+                rows.append(f"gemm,{model},{m},{n},{k},{rng.lognormal(0, 2):.6g}")
+    data = tmp_path / "ops.csv"
+    data.write_text("\n".join(rows) + "\n")
+    result = runner.invoke(app, ["calibrate", "L4", "--data", str(data), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "l4.yaml").is_file()
+    assert "warning: L4 gemm bf16: median error" in " ".join(result.output.split())
 
 
 def test_cli_errors_are_one_line_exit_2(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from llmsim.calibration.llmsim_csv import USER_SOURCE, read_operator_csv, read_s
 from llmsim.calibration.profile_yaml import profile_path, write_profile
 from llmsim.calibration.records import concat
 from llmsim.calibration.tables import table_file
-from llmsim.cli.common import fail, out_console
+from llmsim.cli.common import err_console, fail, out_console
 from llmsim.config_io import read_yaml
 from llmsim.errors import ConfigError, LlmsimError
 from llmsim.hardware import HardwareProfile, get_hardware
@@ -162,6 +162,19 @@ def calibrate(
     out_console.print(fidelity_table("Held-out error of the fitted parameters", report))
     took = time.perf_counter() - started
     out_console.print(f"wrote {', '.join(str(p) for p in written)} in {took:.1f} s")
+    for gpu, row in report:
+        if row.median_ape > CALIBRATION_WARN_APE:
+            err_console.print(
+                f"[yellow]warning:[/] {gpu} {row.family}: median error {row.median_ape:.0f} % "
+                f"({row.holdout}; over {CALIBRATION_WARN_APE:.0f} %): the measurements "
+                f"do not follow the {gpu} kernel model (were they taken on another device, "
+                "e.g. a CPU?); the profile was written, and its predictions carry this error",
+                highlight=False,
+            )
+
+
+CALIBRATION_WARN_APE = 25.0
+"""Held-out median error (%) of a fitted family above which ``calibrate`` warns."""
 
 
 def profile(

@@ -6,15 +6,16 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import pandas as pd
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from llmsim.cli.common import ScenarioArg, SetOpt, err_console, fail, load, out_console
-from llmsim.engine import Simulation, build_replica
+from llmsim.diagnostics import predicted_rejections
+from llmsim.engine import Simulation
 from llmsim.errors import LlmsimError
-from llmsim.metrics import preemption_warning
 from llmsim.result import SimulationResult
 
 
@@ -36,8 +37,11 @@ def run(
     try:
         sc = load(scenario, overrides)
         sim = Simulation(sc)
+        before = _predicted_rejections(sim)
     except LlmsimError as exc:
         raise fail(exc) from None
+    if before:
+        _warn(before)
     if quiet or not sys.stderr.isatty():
         result = sim.run()
     else:
@@ -61,18 +65,21 @@ def print_summary(result: SimulationResult) -> None:
     """The run summary as rich tables."""
     s = result.summary
     sc = result.scenario
-    kv = result.kv[0]
     if sc.cluster is None:
         where = f"{sc.tensor_parallel}x {sc.hardware}, policy {sc.policy.kind}"
         if sc.data_parallel > 1:
             where = f"{sc.data_parallel} replicas of {where}, router round_robin"
     else:
-        pools = ", ".join(f"{p.name} ({p.replicas} replicas)" for p in sc.cluster.pools)
-        where = f"{len(result.kv)} replicas in pools {pools}, router {sc.cluster.router.kind}"
+        pools = ", ".join(f"{p.name} ({_count(p.replicas, 'replica')})" for p in sc.cluster.pools)
+        where = (
+            f"{_count(len(result.kv), 'replica')} in pools {pools}, router {sc.cluster.router.kind}"
+        )
     out_console.print(
         f"[bold]{sc.name}[/]: {sc.model} on {where}, "
         f"{int(s['num_requests']):,} requests, seed {sc.seed}"
     )
+    for line in result.provenance:
+        out_console.print(f"priced by: {line}", highlight=False)
     lat = Table(title="Latency (ms)", title_justify="left")
     lat.add_column("metric")
     for col in ("mean", "p50", "p90", "p99"):
@@ -101,7 +108,7 @@ def print_summary(result: SimulationResult) -> None:
             "mean batch size (all / decode steps)",
             f"{s['mean_batch_size']:,.1f} / {s['mean_decode_batch_size']:,.1f}",
         ),
-        ("KV cache (blocks x tokens)", f"{kv.num_blocks:,} x {kv.block_size}"),
+        ("KV cache per replica (blocks x tokens)", _kv_sizes(result)),
         ("KV usage (mean / max)", f"{s['mean_kv_usage']:.1%} / {s['max_kv_usage']:.1%}"),
         (
             "preemptions (per request / recomputed tokens)",
@@ -115,6 +122,10 @@ def print_summary(result: SimulationResult) -> None:
         rows.append(("prefix cache hits from the host tier", f"{s['host_cache_hit_rate']:.1%}"))
     if s.get("trace_bad_rows_skipped"):
         rows.append(("trace rows skipped (bad)", f"{int(s['trace_bad_rows_skipped']):,}"))
+    if "busy_fraction" in s:
+        rows.append(("GPU busy (share of the window)", f"{s['busy_fraction']:.1%}"))
+    if "offered_request_rate" in s:
+        rows.append(("offered load", f"{s['offered_request_rate']:,.2f} req/s"))
     if "goodput" in s:
         rows.append(
             ("goodput (within SLOs)", f"{s['goodput']:,.2f} req/s ({s['slo_attainment']:.1%})")
@@ -124,14 +135,34 @@ def print_summary(result: SimulationResult) -> None:
     out_console.print(thr)
     if result.by_pool is not None:
         _print_groups(result.by_pool, "Per pool")
-    if s["rejected"]:
-        err_console.print(
-            f"[yellow]warning:[/] {int(s['rejected'])} requests were rejected: longer than "
-            "engine.max_model_len, the token budget or the KV cache allows"
-        )
-    warning = preemption_warning(s)
-    if warning:
-        err_console.print(f"[yellow]warning:[/] {warning}")
+    for warning in result.warnings:
+        _warn(warning)
+
+
+def _warn(text: str) -> None:
+    err_console.print(f"[yellow]warning:[/] {text}", highlight=False)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _kv_sizes(result: SimulationResult) -> str:
+    """Blocks x block size of each pool's replicas (all replicas of a pool are alike)."""
+    sizes: dict[str, str] = {}
+    pools = [spec.pool for spec in result.scenario.replica_specs()]
+    for pool, kv in zip(pools, result.kv, strict=True):
+        sizes.setdefault(pool, f"{kv.num_blocks:,} x {kv.block_size}")
+    if len(sizes) == 1:
+        return next(iter(sizes.values()))
+    return ", ".join(f"{pool} {size}" for pool, size in sizes.items())
+
+
+def _predicted_rejections(sim: Simulation) -> str | None:
+    stream = sim.stream
+    return predicted_rejections(
+        sim.scenario, np.asarray(stream.prompt_tokens), np.asarray(stream.output_tokens)
+    )
 
 
 GROUP_COLUMNS = {
@@ -142,6 +173,7 @@ GROUP_COLUMNS = {
     "median_tpot_ms": ("TPOT p50 ms", "{:,.1f}"),
     "p99_itl_ms": ("ITL p99 ms", "{:,.1f}"),
     "mean_kv_usage": ("KV mean", "{:.1%}"),
+    "busy_fraction": ("busy", "{:.0%}"),
 }
 
 
@@ -159,10 +191,13 @@ def validate(scenario: ScenarioArg, overrides: SetOpt = None) -> None:
     """Check a scenario (fields, names, memory fit) without running it."""
     try:
         sc = load(scenario, overrides)
-        rep = build_replica(sc)
+        sim = Simulation(sc)  # every replica and the workload, as run builds them
+        rejections = _predicted_rejections(sim)
     except LlmsimError as exc:
         raise fail(exc) from None
-    kv = rep.kv
+    if rejections:
+        _warn(rejections)
+    kv = sim.replicas[0].kv
     out_console.print(
         f"{scenario}: ok - {sc.model} on {sc.tensor_parallel}x {sc.hardware}: weights "
         f"{kv.weights / 1e9:.1f} GB/GPU, KV cache {kv.num_blocks:,} blocks "

@@ -109,13 +109,18 @@ class ContinuousPolicy:
     def add(self, r: Request, now: float) -> None:
         total = r.prompt_tokens + r.max_output_tokens
         pool = self.pool
-        if (
-            total > self.max_model_len
-            or (self.whole_prompts and r.prompt_tokens > self.budget)
-            or blocks_for(total, self.block_size) > pool.total - pool.watermark
-            or (self.reservations is not None and self.reservations.need(r) > pool.total)
+        if total > self.max_model_len:
+            reason = "max_model_len"
+        elif self.whole_prompts and r.prompt_tokens > self.budget:
+            reason = "token_budget"
+        elif blocks_for(total, self.block_size) > pool.total - pool.watermark or (
+            self.reservations is not None and self.reservations.need(r) > pool.total
         ):
-            r.reject(now)
+            reason = "kv_capacity"
+        else:
+            reason = ""
+        if reason:
+            r.reject(now, reason)
             self._finished.append(r)
             return
         r.queue_enter = now

@@ -64,7 +64,7 @@ class RequestLevelPolicy:
 
     def add(self, r: Request, now: float) -> None:
         if r.prompt_tokens + r.max_output_tokens > self.max_model_len:
-            r.reject(now)
+            r.reject(now, "max_model_len")
             self._finished.append(r)
             return
         r.queue_enter = now
