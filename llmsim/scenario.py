@@ -261,12 +261,11 @@ class Scenario(BaseModel):
                 if "cost" in base:  # as the object: its dump may lack the default 'kind'
                     base["cost"] = self.engine.cost
                 given = dict(pool.engine)
-                cost = given.get("cost")
-                if isinstance(cost, dict) and cost.get("kind", self.engine.cost.kind) == (
-                    self.engine.cost.kind
-                ):  # fields of the same cost model: merged over the scenario's
-                    given["cost"] = {**self.engine.cost.model_dump(exclude_unset=True), **cost}
-                    given["cost"].setdefault("kind", self.engine.cost.kind)
+                cost, kind = given.get("cost"), self.engine.cost.kind
+                if isinstance(cost, dict) and cost.get("kind", kind) == kind:
+                    # fields of the same cost model: merged over the scenario's
+                    top = self.engine.cost.model_dump(exclude_unset=True)
+                    given["cost"] = {**top, "kind": kind, **cost}
                 try:
                     engine = EngineConfig.model_validate({**base, **given})
                 except ValidationError as exc:

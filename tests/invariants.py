@@ -88,7 +88,10 @@ def rejection_reason(policy: Any, prompt: int, output: int) -> str | None:
         return "prompt over the token budget"
     pool = policy.pool
     extra = policy._reserve_extra_tokens() if hasattr(policy, "budget") else 0
-    if hasattr(policy, "budget") and blocks_for(total + extra, policy.block_size) > pool.total - pool.watermark:
+    if (
+        hasattr(policy, "budget")
+        and blocks_for(total + extra, policy.block_size) > pool.total - pool.watermark
+    ):
         return "more blocks than the cache"
     res = getattr(policy, "reservations", None)
     if res is not None and res.need(Request(0, 0.0, prompt, output)) > pool.total:
@@ -116,8 +119,10 @@ def check_requests(sim: Simulation, result: SimulationResult) -> None:
             classes = sim.stream.request_class
             tag = str(classes[ids[i]]) if classes is not None else ""
             probe = Request(0, 0.0, int(prompts[i]), int(asked[i]), tag=tag)
-            assert not decoders or not all(d.can_serve(probe) for d in decoders) or (
-                not sim._candidates(probe, sim._entry)
+            assert (
+                not decoders
+                or not all(d.can_serve(probe) for d in decoders)
+                or (not sim._candidates(probe, sim._entry))
             )
             continue
         policy = sim.replicas[replica].policy

@@ -49,6 +49,11 @@ def deployments() -> tuple[tuple[str, str, int], ...]:
 
 
 @cache
+def _calibrated(hardware: str) -> bool:
+    return any(hw.name == hardware and hw.calibration is not None for hw in list_hardware())
+
+
+@cache
 def _models() -> dict[str, ModelSpec]:
     return {m.name: m for m in list_models()}
 
@@ -108,7 +113,10 @@ def arrival(draw: Draw) -> tuple[dict[str, Any], str]:
         return {"kind": "diurnal", "rate": rate, "period_s": 2.0, "amplitude": 0.9}, "n"
     if kind == "stages":
         stages = [
-            {"rate": draw(st.sampled_from((2.0, 20.0))), "duration_s": draw(st.sampled_from((0.2, 0.5)))}
+            {
+                "rate": draw(st.sampled_from((2.0, 20.0))),
+                "duration_s": draw(st.sampled_from((0.2, 0.5))),
+            }
             for _ in range(draw(st.integers(1, 3)))
         ]
         return {
@@ -122,11 +130,29 @@ def arrival(draw: Draw) -> tuple[dict[str, Any], str]:
         "clients": draw(st.integers(1, 6)),
         "think_time": fixed(draw, 0.05),
         "ramp_up_s": draw(st.sampled_from((0.0, 0.1))),
-        "jitter": draw(st.sampled_from(({"kind": "fixed", "value": 0.0}, {"kind": "exponential", "mean": 0.002}))),
+        "jitter": draw(
+            st.sampled_from(
+                ({"kind": "fixed", "value": 0.0}, {"kind": "exponential", "mean": 0.002})
+            )
+        ),
     }, "n"
 
 
+def trace(draw: Draw) -> dict[str, Any]:
+    """A few requests of a shipped trace excerpt (lengths as recorded: long ones are refused)."""
+    return {
+        "trace": {
+            "dataset": draw(st.sampled_from(("azure_conv", "azure_code", "mooncake_conversation"))),
+            "max_requests": draw(st.integers(1, 12)),
+            "time_scale": draw(st.sampled_from((1.0, 10.0))),
+            "sample": draw(st.sampled_from((1.0, 0.5))),
+        }
+    }
+
+
 def workload(draw: Draw, max_len: int) -> dict[str, Any]:
+    if draw(st.integers(0, 15)) == 0:
+        return trace(draw)
     arr, count = arrival(draw)
     wl: dict[str, Any] = {"arrival": arr}
     prompt_hi = draw(st.sampled_from((8, 64, 300, max_len)))
@@ -197,9 +223,7 @@ def continuous(draw: Draw, speculative: bool, target: str) -> dict[str, Any]:
     steps = draw(st.sampled_from((1, 1, 2, 4)))
     pol["num_scheduler_steps"] = steps
     if schedule == "chunked" and steps == 1 and draw(st.booleans()):
-        pol["long_prefill_token_threshold"] = draw(
-            st.integers(1, pol["max_num_batched_tokens"])
-        )
+        pol["long_prefill_token_threshold"] = draw(st.integers(1, pol["max_num_batched_tokens"]))
     return pol
 
 
@@ -240,7 +264,9 @@ def blocks_needed(pol: dict[str, Any], max_len: int, block_size: int) -> int:
     return 1
 
 
-def cost(draw: Draw) -> dict[str, Any]:
+def cost(draw: Draw, hardware: str) -> dict[str, Any]:
+    if draw(st.integers(0, 9)) == 0 and _calibrated(hardware):
+        return {"kind": "calibrated"}
     if draw(st.booleans()):
         return {"kind": "roofline"}
     return {
@@ -260,13 +286,15 @@ def scenarios(draw: Draw) -> dict[str, Any]:
     engine: dict[str, Any] = {
         "max_model_len": max_len,
         "block_size": block_size,
-        "cost": cost(draw),
+        "cost": cost(draw, hardware),
         "async_scheduling": draw(st.booleans()),
         "frontend_ms": draw(st.sampled_from((0.0, 0.0, 3.0))),
         "tokenize_us_per_token": draw(st.sampled_from((0.0, 0.0, 5.0))),
     }
     if preset := draw(st.sampled_from(PRESETS)):
         engine["preset"] = preset
+    if draw(st.integers(0, 4)) == 0:
+        engine["kv_cache_dtype"] = draw(st.sampled_from(("fp8", "bf16")))
     data: dict[str, Any] = {
         "name": "random",
         "seed": draw(st.integers(0, 2**16)),
@@ -284,14 +312,24 @@ def scenarios(draw: Draw) -> dict[str, Any]:
         data["data_parallel"] = draw(st.integers(2, 3))
     elif shape in ("pools", "disaggregated"):
         pools = []
-        roles = ["prefill", "decode"] if shape == "disaggregated" else ["mixed"] * draw(st.integers(1, 2))
+        roles = (
+            ["prefill", "decode"]
+            if shape == "disaggregated"
+            else ["mixed"] * draw(st.integers(1, 2))
+        )
         for i, role in enumerate(roles):
-            pool: dict[str, Any] = {"name": f"p{i}", "replicas": draw(st.integers(1, 2)), "role": role}
+            pool: dict[str, Any] = {
+                "name": f"p{i}",
+                "replicas": draw(st.integers(1, 2)),
+                "role": role,
+            }
             if draw(st.booleans()):
                 pool["policy"] = policy(draw, model, role=role)
                 policies.append(pool["policy"])
             if draw(st.booleans()):
                 pool["engine"] = {"gpu_memory_utilization": draw(st.sampled_from((0.85, 0.93)))}
+            if draw(st.integers(0, 3)) == 0:
+                pool["pipeline_parallel"] = 2
             if role == "mixed" and i and draw(st.booleans()):
                 # a pool of its own GPU type (one the model fits at the same TP)
                 same = [h for m, h, t in deployments() if m == model and t <= tp]
@@ -308,6 +346,13 @@ def scenarios(draw: Draw) -> dict[str, Any]:
                 "bandwidth_gbps": draw(st.sampled_from((1.0, 50.0))),
                 "latency_ms": draw(st.sampled_from((0.0, 0.5))),
             }
+    if draw(st.integers(0, 3)) == 0:
+        data["metrics"] = {
+            "warmup_s": draw(st.sampled_from((0.0, 0.05))),
+            "cooldown_s": draw(st.sampled_from((0.0, 0.05))),
+            "slo_ttft_ms": draw(st.sampled_from((None, 50.0))),
+            "slo_tpot_ms": draw(st.sampled_from((None, 20.0))),
+        }
     need = max(blocks_needed(p, max_len, block_size) for p in policies)
     if draw(st.integers(0, 4)):  # mostly a cache given in blocks, often a small one
         engine["kv_blocks"] = need + draw(st.sampled_from((0, 2, 20, 400)))
