@@ -34,6 +34,7 @@ import simpy
 
 from llmsim.diagnostics import overload
 from llmsim.metrics import StepLog, inter_token_gaps, requests_frame, summarize
+from llmsim.preflight import refuse_unfinishable
 from llmsim.replica import Replica, build_replica
 from llmsim.request import Request, Status
 from llmsim.result import SimulationResult
@@ -64,6 +65,8 @@ class Simulation:
         )
         self.link = cluster.kv_transfer if cluster else None
         self.stream = stream if stream is not None else generate(scenario.workload, workload_seed)
+        lens = [rep.policy.max_model_len for rep in self.replicas]  # type: ignore[attr-defined]
+        refuse_unfinishable(scenario, self.stream, specs, lens)
         arrival = scenario.workload.arrival
         self.clients = (
             ClosedLoopClients.from_config(arrival, self.stream)
@@ -128,7 +131,13 @@ class Simulation:
         r = self._request(i, t)
         candidates = self._candidates(r, self._entry)
         if not candidates:
-            r.reject(t, "no_pool")
+            reason = "no_pool"
+        elif self._decoders and not self._decoders_for(r):
+            reason = "kv_capacity"  # no decode replica could hold it
+        else:
+            reason = ""
+        if reason:
+            r.reject(t, reason)
             self._unroutable.append(r)
             self._on_finish(r, t)
             return
@@ -228,8 +237,11 @@ class Simulation:
         t = now + self.link.transfer_s(r.num_computed * kv_bytes)
         self._at(t, lambda: self._to_decoder(r, t))
 
+    def _decoders_for(self, r: Request) -> list[Replica]:
+        return [d for d in self._decoders if d.policy.can_serve(r)]  # type: ignore[attr-defined]
+
     def _to_decoder(self, r: Request, t: float) -> None:
-        rep = self.router.choose(r, self._decoders, self._affinity(r))
+        rep = self.router.choose(r, self._decoders_for(r), self._affinity(r))
         assert isinstance(rep, Replica)
         r.replica = rep.index
         r.first_token = r.last_emit = t  # the first token reaches the client with the KV

@@ -197,6 +197,8 @@ class BlockPool:
 
     def release(self, blocks: int) -> None:
         self.used -= blocks
+        if self.used < 0:
+            raise RuntimeError(f"KV cache released more than allocated: {self.used} blocks")
 
     # --- prefix cache ----------------------------------------------------------------------
 
@@ -233,6 +235,8 @@ class BlockPool:
         """Drop one reference from each cached block; unreferenced ones become evictable."""
         for key in keys:
             left = self.refs[key] - 1
+            if left < 0:
+                raise RuntimeError(f"prefix-cache block {key!r} released more than referenced")
             self.refs[key] = left
             if left == 0:
                 self.evictable[key] = None

@@ -11,8 +11,10 @@ Metric definitions follow the serving benchmarks (vLLM's ``benchmark_serving``, 
   steps' gaps weighted by how many measured requests each step served (plus, per request, the
   gap to its first decode step and the gap across each preemption).
 * E2E latency: finish minus arrival.
-* Throughput: over the measurement window. Without warm-up/cool-down the window runs from the
-  first arrival to the last finish (vLLM's benchmark duration).
+* Throughput: the requests that finish inside the measurement window, with all their prompt
+  and output tokens, divided by the window's length. Without warm-up/cool-down the window runs
+  from the first arrival to the last finish (vLLM's benchmark duration), so output throughput x
+  duration is the output tokens of every finished request.
 * Rejected requests (``rejected``, ``rejected_fraction``, ``rejected_<reason>`` for each reason
   that occurred) have no latency; they count as SLO misses in ``slo_attainment``.
 * Preemption, over the whole run: ``preemptions_per_request`` (over all requests) and
@@ -246,8 +248,10 @@ def summarize(
     refused = measured[measured["status"] == "rejected"]
     fin_in = requests[(requests["finish"] >= lo) & (requests["finish"] <= hi)]
     fin_in = fin_in[fin_in["status"] == "finished"]
-    st_in = steps[(steps["end"] > lo) & (steps["end"] <= hi)]
-    out_tokens = float(st_in["sampled_tokens"].sum())
+    # Throughputs count the requests that finish inside the window, each once, with all its
+    # tokens: request, output and total throughput describe the same requests, and without
+    # warm-up or cool-down output throughput x duration is every finished request's output.
+    out_tokens = float(fin_in["output_tokens"].sum())
     s: dict[str, float] = {
         "num_requests": float(len(requests)),
         "completed": float((requests["status"] == "finished").sum()),

@@ -260,8 +260,14 @@ class Scenario(BaseModel):
                 base = self.engine.model_dump(exclude_unset=True)
                 if "cost" in base:  # as the object: its dump may lack the default 'kind'
                     base["cost"] = self.engine.cost
+                given = dict(pool.engine)
+                cost, kind = given.get("cost"), self.engine.cost.kind
+                if isinstance(cost, dict) and cost.get("kind", kind) == kind:
+                    # fields of the same cost model: merged over the scenario's
+                    top = self.engine.cost.model_dump(exclude_unset=True)
+                    given["cost"] = {**top, "kind": kind, **cost}
                 try:
-                    engine = EngineConfig.model_validate({**base, **pool.engine})
+                    engine = EngineConfig.model_validate({**base, **given})
                 except ValidationError as exc:
                     err = first_error(exc, None, pool.engine)
                     raise ValueError(f"cluster.pools.{i}.engine.{err}") from None
@@ -353,25 +359,56 @@ def parse_override(item: str, source: str) -> tuple[str, Any]:
 def apply_overrides(
     data: dict[str, Any], overrides: dict[str, Any] | list[str], source: str
 ) -> None:
-    """Set dotted paths in a raw scenario mapping, in place."""
+    """Set dotted paths in a raw scenario mapping, in place.
+
+    A number in the path indexes a list (``cluster.pools.0.replicas``). Setting a section's
+    ``kind`` to another value starts that section afresh as ``{kind: value}``: the fields of
+    the old kind do not carry over, and other overrides fill the new one whatever their order
+    (``policy.kind=static`` with ``policy.batch_size=8``).
+    """
     items = (
         [parse_override(o, source) for o in overrides]
         if isinstance(overrides, list)
         else list(overrides.items())
     )
+    items.sort(key=lambda kv: kv[0].split(".")[-1] != "kind")  # kinds first, else in order
     for key, value in items:
         parts = key.split(".")
         node: Any = data
         for i, part in enumerate(parts[:-1]):
-            nxt = node.get(part) if isinstance(node, dict) else None
-            if nxt is None:
-                nxt = {}
-                node[part] = nxt
-            if not isinstance(nxt, dict):
-                raise ConfigError(
-                    f"cannot set '{key}': '{'.'.join(parts[: i + 1])}' is not a section",
-                    source=source,
-                    field="--set",
-                )
-            node = nxt
-        node[parts[-1]] = value
+            node = _child(node, part, key, ".".join(parts[:i]), source)
+        last = parts[-1]
+        if isinstance(node, list):
+            node[_index(node, last, key, ".".join(parts[:-1]), source)] = value
+        elif last == "kind" and isinstance(node.get("kind"), str) and node["kind"] != value:
+            node.clear()
+            node["kind"] = value
+        else:
+            node[last] = value
+
+
+def _index(node: list[Any], part: str, key: str, where: str, source: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(
+            f"cannot set '{key}': '{where}' is a list of {len(node)}; give an index from 0 "
+            f"to {len(node) - 1}",
+            source=source,
+            field="--set",
+        )
+    return int(part)
+
+
+def _child(node: Any, part: str, key: str, where: str, source: str) -> Any:
+    """The section ``part`` of ``node`` (created when missing), for setting ``key``."""
+    if isinstance(node, list):
+        nxt = node[_index(node, part, key, where, source)]
+    else:
+        nxt = node.get(part)
+        if nxt is None:
+            nxt = node[part] = {}
+    if not isinstance(nxt, dict | list):
+        here = f"{where}.{part}" if where else part
+        raise ConfigError(
+            f"cannot set '{key}': '{here}' is not a section", source=source, field="--set"
+        )
+    return nxt

@@ -278,6 +278,38 @@ def test_with_overrides_validates() -> None:
         sc.with_overrides({"policy.bogus": 1})
 
 
+def test_with_overrides_switches_a_kind_as_set_does(tmp_path: Path) -> None:
+    """Setting a section's kind starts it afresh, in any order of the overrides, in Python as
+    on the command line; the old kind's fields do not carry over."""
+    sc = llmsim.load_scenario(QUICKSTART)
+    cheap = sc.with_overrides({"engine.cost.step_s": 0.01, "engine.cost.kind": "constant"})
+    assert cheap.engine.cost == llmsim.ConstantConfig(step_s=0.01)
+    static = sc.with_overrides(["policy.batch_size=8", "policy.kind=static"])
+    assert static.policy == llmsim.StaticConfig(batch_size=8)
+    same = sc.with_overrides({"policy.kind": "continuous"})  # the same kind keeps its fields
+    assert same == sc
+    assert llmsim.load_scenario(QUICKSTART, ["policy.kind=static", "policy.batch_size=8"]) == static
+    with pytest.raises(llmsim.ConfigError, match=r"policy\.batch_size: required field is missing"):
+        sc.with_overrides({"policy.kind": "static"})
+
+
+def test_overrides_index_lists(tmp_path: Path) -> None:
+    path = tmp_path / "pools.yaml"
+    path.write_text(
+        QUICKSTART.read_text()
+        + "cluster:\n  pools: [{name: a}, {name: b, engine: {gpu_memory_utilization: 0.85}}]\n"
+    )
+    sc = llmsim.load_scenario(path, ["cluster.pools.1.replicas=3"])
+    assert [p.replicas for p in sc.cluster.pools] == [1, 3]  # type: ignore[union-attr]
+    again = sc.with_overrides({"cluster.pools.0.engine.gpu_memory_utilization": 0.93})
+    assert again.cluster.pools[0].engine == {"gpu_memory_utilization": 0.93}  # type: ignore[union-attr]
+    assert again.cluster.pools[1].replicas == 3  # type: ignore[union-attr]
+    with pytest.raises(llmsim.ConfigError, match=r"'cluster.pools' is a list of 2; give an index"):
+        sc.with_overrides(["cluster.pools.2.replicas=1"])
+    with pytest.raises(llmsim.ConfigError, match=r"'cluster.pools' is a list of 2; give an index"):
+        sc.with_overrides(["cluster.pools.first.replicas=1"])
+
+
 # --- public surface ------------------------------------------------------------------------------
 
 

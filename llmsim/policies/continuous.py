@@ -70,10 +70,13 @@ class ContinuousPolicy:
         )
         self.paged = cfg.kv_layout == "paged"
         self.reserve = 0 if self.paged else blocks_for(ctx.max_model_len, ctx.block_size)
-        if not self.paged and self.reserve > ctx.pool.total:
+        room = ctx.pool.total - ctx.pool.watermark  # admission keeps the watermark free
+        if not self.paged and self.reserve > room:
+            kept = f" less the watermark's {ctx.pool.watermark}" if ctx.pool.watermark else ""
             raise ValueError(
-                f"kv_layout contiguous reserves max_model_len {ctx.max_model_len} tokens per "
-                f"request, more than the KV cache's {ctx.pool.total * ctx.block_size} tokens"
+                f"kv_layout contiguous reserves max_model_len {ctx.max_model_len} tokens "
+                f"({self.reserve} blocks) per request, more than the KV cache's "
+                f"{ctx.pool.total} blocks{kept}; lower engine.max_model_len or policy.watermark"
             )
         # no_evict on a paged cache; a contiguous layout reserves max_model_len up front anyway
         self.reservations = (
@@ -106,19 +109,29 @@ class ContinuousPolicy:
 
     # --- arrivals --------------------------------------------------------------------------
 
-    def add(self, r: Request, now: float) -> None:
+    def refusal(self, r: Request) -> str:
+        """Why this replica could never run ``r`` (a key of ``REJECT_REASONS``), or "" if it
+        can: prompt plus output within max_model_len, a prompt within the token budget when
+        prompts go whole (a decode replica prefills none), and its KV within the cache."""
         total = r.prompt_tokens + r.max_output_tokens
         pool = self.pool
         if total > self.max_model_len:
-            reason = "max_model_len"
-        elif self.whole_prompts and r.prompt_tokens > self.budget:
-            reason = "token_budget"
-        elif blocks_for(total, self.block_size) > pool.total - pool.watermark or (
-            self.reservations is not None and self.reservations.need(r) > pool.total
-        ):
-            reason = "kv_capacity"
-        else:
-            reason = ""
+            return "max_model_len"
+        if self.whole_prompts and self.role != "decode" and r.prompt_tokens > self.budget:
+            return "token_budget"
+        # the most blocks it holds: speculative steps also hold k draft positions
+        if blocks_for(total + self._reserve_extra_tokens(), self.block_size) > (
+            pool.total - pool.watermark
+        ) or (self.reservations is not None and self.reservations.need(r) > pool.total):
+            return "kv_capacity"
+        return ""
+
+    def can_serve(self, r: Request) -> bool:
+        """Whether this replica could ever run ``r`` (else it is refused on arrival)."""
+        return not self.refusal(r)
+
+    def add(self, r: Request, now: float) -> None:
+        reason = self.refusal(r)
         if reason:
             r.reject(now, reason)
             self._finished.append(r)
@@ -149,12 +162,17 @@ class ContinuousPolicy:
         pool = self.pool
         while self.incoming and self.num_running < self.max_seqs:
             r = self.incoming[0]
-            blocks = blocks_for(r.num_computed, self.block_size)
+            # paged: the blocks of the KV that arrived, and room for the next token's;
+            # contiguous: this replica's reservation
+            bs = self.block_size
+            blocks = blocks_for(r.num_computed, bs) if self.paged else self.reserve
+            room = blocks_for(r.num_computed + 1, bs) if self.paged else blocks
             res = self.reservations
-            if not (res.fits(r, pool.free) if res else pool.can_admit(blocks + 1)):
+            if not (res.fits(r, pool.free) if res else pool.can_admit(room)):
                 return
             self.incoming.popleft()
             pool.allocate(blocks)
+            r.reserved_blocks = self.reserve
             if res:
                 res.admit(r, blocks)
             r.status = Status.RUNNING

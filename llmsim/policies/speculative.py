@@ -68,6 +68,7 @@ class SpeculativePolicy(ContinuousPolicy):
             c.acceptance_rate,
             c.acceptance_concentration,
             self.ctx.rng,
+            paged=self.paged,
         )
 
     def _reserve_extra_tokens(self) -> int:
@@ -80,9 +81,9 @@ class SpeculativeDecodeSet:
     """Decoding requests, advanced eagerly: every step draws each request's accepted tokens.
 
     Same interface as ``DecodeSet``; a step's KV need includes the k + 1 verified positions.
+    With a contiguous KV layout (``paged=False``) every request reserved its blocks up front,
+    so steps allocate nothing.
     """
-
-    paged = True
 
     def __init__(
         self,
@@ -91,8 +92,11 @@ class SpeculativeDecodeSet:
         rate: float,
         concentration: float | None,
         rng: np.random.Generator,
+        *,
+        paged: bool = True,
     ) -> None:
         self.block_size = block_size
+        self.paged = paged
         self.k = k
         self.rate = rate
         self.concentration = concentration
@@ -138,6 +142,8 @@ class SpeculativeDecodeSet:
         self.victims.push(victim, self._seq, r)
 
     def blocks_needed(self, ahead: int = 0) -> int:
+        if not self.paged:
+            return 0
         bs, k = self.block_size, self.k
         return sum(
             blocks_for(r.num_computed + k + 1, bs) - blocks_for(r.num_computed, bs)
@@ -169,7 +175,7 @@ class SpeculativeDecodeSet:
             total += g
         self.emitted = total
         self.counter += 1
-        return [alloc]
+        return [alloc if self.paged else 0]
 
     def pop_finished(self) -> list[Request]:
         done = [(s, r) for s, r in self.members.items() if r.num_output >= r.max_output_tokens]
