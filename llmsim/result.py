@@ -55,14 +55,18 @@ class SimulationResult:
         }
         atomic_write(paths["requests"], lambda p: self.requests.to_parquet(p, index=False))
         atomic_write(paths["steps"], lambda p: self.steps.to_parquet(p, index=False))
-        text = json.dumps(_json_ready(self.summary), indent=2, sort_keys=True) + "\n"
-        atomic_write_text(paths["summary"], text)
+        atomic_write_text(paths["summary"], summary_json(self.summary))
         atomic_write_text(paths["scenario"], self.scenario.to_yaml())
         for name, table in (("pools", self.by_pool), ("replicas", self.by_replica)):
             if table is not None:
                 paths[name] = out / f"{name}.csv"
                 atomic_write(paths[name], table.to_csv)
         return paths
+
+
+def summary_json(summary: dict[str, float]) -> str:
+    """The summary as summary.json holds it: sorted keys, NaN as null."""
+    return json.dumps(_json_ready(summary), indent=2, sort_keys=True) + "\n"
 
 
 def _json_ready(summary: dict[str, float]) -> dict[str, Any]:

@@ -13,9 +13,9 @@ from rich.table import Table
 
 from llmsim.cli.common import ScenarioArg, SetOpt, err_console, fail, load, out_console
 from llmsim.engine import Simulation, build_replica
-from llmsim.errors import LlmsimError
-from llmsim.metrics import preemption_warning
-from llmsim.result import SimulationResult
+from llmsim.errors import ConfigError, LlmsimError
+from llmsim.metrics import parse_goodput, preemption_warning
+from llmsim.result import SimulationResult, summary_json
 
 
 def run(
@@ -30,15 +30,61 @@ def run(
         ),
     ] = None,
     overrides: SetOpt = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="Print nothing on stdout and no progress; errors and warnings "
+            "about the result still go to stderr.",
+        ),
+    ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the summary as JSON on stdout (the summary.json written) "
+            "instead of the tables.",
+        ),
+    ] = False,
+    max_concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--max-concurrency",
+            min=1,
+            help="At most N requests in flight, as vLLM's benchmark: "
+            "sets workload.max_concurrency.",
+        ),
+    ] = None,
+    goodput: Annotated[
+        str | None,
+        typer.Option(
+            "--goodput",
+            help="SLOs for goodput as vLLM's benchmark takes them, in ms: "
+            "'ttft:2000 tpot:100' (keys ttft, tpot, e2el); sets metrics.slo_*_ms.",
+        ),
+    ] = None,
+    metric_percentiles: Annotated[
+        str | None,
+        typer.Option(
+            "--metric-percentiles",
+            help="More percentiles in the summary, comma-separated as "
+            "vLLM's benchmark takes them, e.g. 25,50,99.9 (keys p25_ttft_ms...).",
+        ),
+    ] = None,
 ) -> None:
-    """Run a scenario, print its summary and write its tables."""
+    """Run a scenario, print its summary and write its tables.
+
+    Example: llmsim run scenarios/quickstart.yaml --set workload.rate=6 --goodput 'ttft:2000
+    tpot:100' --json
+    """
     try:
-        sc = load(scenario, overrides)
+        extra = _benchmark_overrides(max_concurrency, goodput, metric_percentiles)
+        sc = load(scenario, [*(overrides or []), *extra])
         sim = Simulation(sc)
     except LlmsimError as exc:
         raise fail(exc) from None
-    if quiet or not sys.stderr.isatty():
+    if quiet or as_json or not sys.stderr.isatty():
         result = sim.run()
     else:
         with Progress(
@@ -53,8 +99,38 @@ def run(
             result = sim.run(progress=lambda done, total: bar.update(task, completed=done))
     folder = out if out is not None else Path("runs") / sc.name
     paths = result.save(folder)
+    if quiet or as_json:
+        if as_json and not quiet:
+            sys.stdout.write(summary_json(result.summary))
+        print_warnings(result.summary)
+        return
     print_summary(result)
     out_console.print(f"wrote {', '.join(p.name for p in paths.values())} to {folder}/")
+
+
+def _benchmark_overrides(
+    max_concurrency: int | None, goodput: str | None, percentiles: str | None
+) -> list[str]:
+    """vLLM benchmark options as ``--set`` overrides."""
+    out = []
+    if max_concurrency is not None:
+        out.append(f"workload.max_concurrency={max_concurrency}")
+    if goodput is not None:
+        try:
+            slos = parse_goodput(goodput)
+        except ValueError as exc:
+            raise ConfigError(str(exc), field="--goodput") from None
+        out += [f"metrics.{k}={v:g}" for k, v in slos.items()]
+    if percentiles is not None:
+        try:
+            values = [float(p) for p in percentiles.split(",")]
+        except ValueError:
+            raise ConfigError(
+                f"'{percentiles}': give comma-separated numbers, e.g. 25,50,99.9",
+                field="--metric-percentiles",
+            ) from None
+        out.append(f"metrics.percentiles=[{', '.join(f'{p:g}' for p in values)}]")
+    return out
 
 
 def print_summary(result: SimulationResult) -> None:
@@ -124,6 +200,11 @@ def print_summary(result: SimulationResult) -> None:
     out_console.print(thr)
     if result.by_pool is not None:
         _print_groups(result.by_pool, "Per pool")
+    print_warnings(s)
+
+
+def print_warnings(s: dict[str, float]) -> None:
+    """What makes the summary misleading (rejections, preemption), on stderr."""
     if s["rejected"]:
         err_console.print(
             f"[yellow]warning:[/] {int(s['rejected'])} requests were rejected: longer than "
