@@ -171,6 +171,7 @@ def test_cli_errors_are_one_line_exit_2(tmp_path: Path) -> None:
 def test_cli_fidelity_writes_table(tmp_path: Path) -> None:
     result = runner.invoke(app, ["fidelity", "A40", "--out", str(tmp_path), "--plots"])
     assert result.exit_code == 0, result.output
+    assert "[1/1] fitting A40" in result.stderr  # progress while it works
     png = (tmp_path / "A40.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 20_000
     text = (tmp_path / "fidelity.csv").read_text()
@@ -230,6 +231,8 @@ def test_profiler_on_cpu_writes_llmsim_csv(tmp_path: Path) -> None:
     transfers = rows[rows["family"] == "send_recv"]
     assert set(transfers["op"]) == {"intra-node"} and set(transfers["gpus"]) == {2.0}
     assert out.read_text().startswith("# llmsim profile: Tiny-Test")
+    for group in ("GEMM qkv", "norm and activation", "decode attention", "all-reduce"):
+        assert group in result.stderr  # progress, one line per group of shapes
     result = runner.invoke(app, ["calibrate", "L4", "--data", str(out), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
 

@@ -26,7 +26,7 @@ def run(
             "--out",
             "-o",
             help="Folder for requests.parquet, steps.parquet, "
-            "summary.json (default: runs/<scenario name>).",
+            "summary.json (default: runs/ then the scenario name).",
         ),
     ] = None,
     overrides: SetOpt = None,
@@ -61,7 +61,7 @@ def run(
         typer.Option(
             "--goodput",
             help="SLOs for goodput as vLLM's benchmark takes them, in ms: "
-            "'ttft:2000 tpot:100' (keys ttft, tpot, e2el); sets metrics.slo_*_ms.",
+            "'ttft:2000 tpot:100' (keys ttft, tpot, e2el); sets metrics.slo_ttft_ms etc.",
         ),
     ] = None,
     metric_percentiles: Annotated[
@@ -237,7 +237,10 @@ def _print_groups(frame: pd.DataFrame, title: str) -> None:
 
 
 def validate(scenario: ScenarioArg, overrides: SetOpt = None) -> None:
-    """Check a scenario (fields, names, memory fit) without running it."""
+    """Check a scenario (fields, names, memory fit) without running it.
+
+    Example: llmsim validate my.yaml --set hardware=L40S
+    """
     try:
         sc = load(scenario, overrides)
         rep = build_replica(sc)
