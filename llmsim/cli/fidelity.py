@@ -236,7 +236,6 @@ def _plot_fidelity(detail: pd.DataFrame, out: Path) -> list[Path]:
         fig = axes[0].get_figure(root=True)
         assert fig is not None
         fig.suptitle(f"{gpu}: held-out kernel times, predicted against measured")
-        fig.tight_layout()
         path = out / f"{gpu}.png"
         atomic_write(path, partial(fig.savefig, format="png", dpi=110))
         plt.close(fig)

@@ -202,12 +202,11 @@ def _plot(table: pd.DataFrame, out: Path, label: str) -> Path:
     labelled = [ax for ax in axes if ax.get_legend_handles_labels()[0]]
     if labelled:
         handles, names = labelled[0].get_legend_handles_labels()
-        fig.legend(handles, names, loc="lower center", ncol=3, fontsize=8, title="model")
+        fig.legend(handles, names, loc="outside lower center", ncol=3, fontsize=8, title="model")
     fig.suptitle(
         f"Serving runs, whole run, predicted against measured (dashed: +-10 %)\n{label}",
         fontsize=10,
     )
-    fig.tight_layout(rect=(0, 0.1 if labelled else 0, 1, 1))
     path = out / "serving.png"
     atomic_write(path, partial(fig.savefig, format="png", dpi=110))
     plt.close(fig)
