@@ -21,6 +21,11 @@ from llmsim.scenario import EngineConfig
 CALIBRATED = ["A100-80GB", "H100-SXM", "H200", "B200", "A40"]
 MODELS = ["Llama-3.1-8B", "Llama-2-70B", "Mixtral-8x7B", "DeepSeek-V3", "Qwen3-30B-A3B"]
 DATA = Path(__file__).parent / "data" / "calibration"
+TORCH_MISSING = (
+    "torch is not installed: the profiler (llmsim[profile]) needs it; `make test` installs its "
+    "CPU build (torch==2.13.0+cpu from PyTorch's CPU index), or pip install torch --index-url "
+    "https://download.pytorch.org/whl/cpu"
+)
 runner = CliRunner()
 
 
@@ -195,7 +200,7 @@ def test_hardware_table_says_which_profiles_are_calibrated() -> None:
 
 
 def test_profiler_on_cpu_writes_llmsim_csv(tmp_path: Path) -> None:
-    pytest.importorskip("torch")
+    pytest.importorskip("torch", reason=TORCH_MISSING)
     out = tmp_path / "measured.csv"
     result = runner.invoke(
         app,
