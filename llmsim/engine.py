@@ -87,6 +87,10 @@ class Simulation:
         self._done = 0  # requests finished, handed back to their client or rejected
         self._drained: simpy.Event | None = None  # a drained stage's wait for ``_done``
         self._drain_target = 0
+        # --max-concurrency: requests in flight as the client counts them, and a wait for one
+        self._cap = scenario.workload.max_concurrency if self.clients is None else None
+        self._in_flight = 0
+        self._slot: simpy.Event | None = None
 
     # --- arrivals ----------------------------------------------------------------------------
 
@@ -182,7 +186,16 @@ class Simulation:
             if t > env.now:
                 self._open_next = t
                 yield env.timeout(t - env.now)
+            if self._cap is not None:
+                if self._in_flight >= self._cap:  # wait for a reply, then send at once
+                    self._open_next = math.inf
+                    self._slot = env.event()
+                    yield self._slot
+                t = max(t, env.now)  # sent late when earlier sends waited for a reply
+                self._in_flight += 1
             self._open_next = times[i + 1] + shift if i + 1 < n else math.inf
+            if self._cap is not None and self._in_flight >= self._cap:
+                self._open_next = math.inf  # the next send waits for a finish
             self._arrive(i, t)
 
     def _at(self, t: float, action: Callable[[], None]) -> None:
@@ -224,10 +237,19 @@ class Simulation:
         if self._drained is not None and self._done >= self._drain_target:
             self._drained.succeed()
             self._drained = None
+        if self._cap is not None:
+            self._at(now, self._release)
         if self.clients is not None:
             nxt = self.clients.on_finish(r.id, now)
             if nxt is not None:
                 self._send(nxt.request, nxt.time)
+
+    def _release(self) -> None:
+        """A reply reached the client: one request fewer in flight (--max-concurrency)."""
+        self._in_flight -= 1
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            slot.succeed()
 
     def _ship(self, r: Request, now: float) -> None:
         """Carry a prefilled request's KV cache to a decode replica."""

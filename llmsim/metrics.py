@@ -32,7 +32,7 @@ from itertools import chain
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llmsim.cost.base import BatchShape
 from llmsim.policies.base import Plan, StepStats
@@ -57,6 +57,22 @@ class MetricsConfig(BaseModel):
     )
     slo_ttft_ms: float | None = Field(default=None, gt=0, description="Goodput TTFT target.")
     slo_tpot_ms: float | None = Field(default=None, gt=0, description="Goodput TPOT target.")
+    slo_e2el_ms: float | None = Field(
+        default=None, gt=0, description="Goodput end-to-end latency target."
+    )
+    percentiles: tuple[float, ...] = Field(
+        default=(),
+        description="More percentiles to report (vLLM's --metric-percentiles), e.g. [25, 75, "
+        "99.9]: keys p25_ttft_ms..., beside the median, p90 and p99 always reported.",
+    )
+
+    @field_validator("percentiles")
+    @classmethod
+    def _in_range(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        for p in v:
+            if not 0 < p < 100:
+                raise ValueError(f"percentile {p:g} must be above 0 and below 100")
+        return v
 
 
 class StepLog:
@@ -167,6 +183,14 @@ class Weighted:
         n = self.weights.sum()
         return float(np.dot(self.values, self.weights) / n) if n else float("nan")
 
+    def std(self) -> float:
+        """Population standard deviation (``np.std``), NaN when empty."""
+        n = self.weights.sum()
+        if not n:
+            return float("nan")
+        mean = np.dot(self.values, self.weights) / n
+        return float(np.sqrt(np.dot((self.values - mean) ** 2, self.weights) / n))
+
     def percentile(self, q: float) -> float:
         """Equal to ``np.percentile(np.repeat(values, weights), q)`` (linear method)."""
         n = int(self.weights.sum())
@@ -275,13 +299,15 @@ def summarize(
     for reason in REJECT_REASONS:
         count = int((requests["reject_reason"] == reason).sum())
         if count:
-            s[f"rejected_{reason}"] = float(count)
-    if cfg.slo_ttft_ms is not None or cfg.slo_tpot_ms is not None:
+            s[f"rejected_{reason}"] = count
+    if cfg.slo_ttft_ms is not None or cfg.slo_tpot_ms is not None or cfg.slo_e2el_ms is not None:
         ok = np.ones(len(done), dtype=bool)
         if cfg.slo_ttft_ms is not None:
             ok &= (done["ttft"] * 1e3 <= cfg.slo_ttft_ms).to_numpy()
         if cfg.slo_tpot_ms is not None:
             ok &= (done["tpot"].fillna(0.0) * 1e3 <= cfg.slo_tpot_ms).to_numpy()
+        if cfg.slo_e2el_ms is not None:
+            ok &= (done["e2e"] * 1e3 <= cfg.slo_e2el_ms).to_numpy()
         s["goodput"] = float(ok.sum()) / length
         # a rejected request misses its SLOs: attainment is over every measured request
         total = len(done) + len(refused)
@@ -299,7 +325,79 @@ def summarize(
     computed = float(steps["prefill_tokens"].sum() + steps["decode_tokens"].sum())
     s["recomputed_tokens"] = float(requests["recomputed_tokens"].sum())
     s["recompute_fraction"] = s["recomputed_tokens"] / computed if computed else 0.0
+    _benchmark_keys(s, done, itl, cfg)
     return s
+
+
+COUNT_KEYS = (
+    "num_requests",
+    "completed",
+    "rejected",
+    "failed",
+    "measured_requests",
+    "total_input_tokens",
+    "total_output_tokens",
+    "num_steps",
+    "preemptions",
+    "recomputed_tokens",
+)
+"""Summary keys that count things: integers in the summary (and its JSON), as in vLLM's."""
+
+
+GOODPUT_KEYS = {"ttft": "slo_ttft_ms", "tpot": "slo_tpot_ms", "e2el": "slo_e2el_ms"}
+"""vLLM's ``--goodput`` metric names and the ``metrics`` fields they set."""
+
+
+def parse_goodput(text: str) -> dict[str, float]:
+    """vLLM's ``--goodput`` argument, e.g. ``"ttft:2000 tpot:100"`` (milliseconds), as
+    ``metrics`` fields (``{"slo_ttft_ms": 2000.0, "slo_tpot_ms": 100.0}``).
+
+    Raises ValueError naming the bad pair and what is valid.
+    """
+    out: dict[str, float] = {}
+    for pair in text.replace(",", " ").split():
+        name, sep, value = pair.partition(":")
+        try:
+            ms = float(value)
+        except ValueError:
+            ms = math.nan
+        if not sep or name not in GOODPUT_KEYS or not ms > 0 or math.isinf(ms):
+            raise ValueError(
+                f"'{pair}': give KEY:MILLISECONDS pairs with KEY one of "
+                f"{', '.join(GOODPUT_KEYS)} and a positive number, e.g. 'ttft:2000 tpot:100'"
+            )
+        out[GOODPUT_KEYS[name]] = ms
+    if not out:
+        raise ValueError("empty: give e.g. 'ttft:2000 tpot:100'")
+    return out
+
+
+def percentile_key(p: float, name: str) -> str:
+    """vLLM's key for percentile ``p`` of metric ``name``: p99_ttft_ms, p99.9_itl_ms."""
+    return f"p{int(p) if p == int(p) else p}_{name}_ms"
+
+
+def _benchmark_keys(
+    s: dict[str, float], done: pd.DataFrame, itl: Weighted, cfg: MetricsConfig
+) -> None:
+    """Add what a reader of vLLM's ``benchmark_serving`` results expects beside llmsim's own
+    keys: ``duration``, ``failed``, ``request_goodput`` (null without SLOs), ``std_*_ms``,
+    the extra ``metrics.percentiles``, and counts as integers."""
+    s["duration"] = s["duration_s"]
+    s["failed"] = s["rejected"]
+    s["request_goodput"] = s.get("goodput", math.nan)
+    for name, col in (("ttft", "ttft"), ("tpot", "tpot"), ("itl", None), ("e2el", "e2e"),
+                      ("queue", "queue_time")):  # fmt: skip
+        if col is None:
+            sample = itl
+        else:
+            x = done[col].to_numpy()
+            sample = Weighted(x[~np.isnan(x)], np.ones(int((~np.isnan(x)).sum()), np.int64))
+        s[f"std_{name}_ms"] = sample.std() * 1e3
+        for p in cfg.percentiles:
+            s[percentile_key(p, name)] = sample.percentile(p) * 1e3
+    for key in COUNT_KEYS:
+        s[key] = int(s[key])
 
 
 def preemption_warning(summary: dict[str, float]) -> str | None:

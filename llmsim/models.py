@@ -261,7 +261,9 @@ def list_models() -> list[ModelSpec]:
 def get_model(name: str, *, source: str | None = None, field: str = "model") -> ModelSpec:
     """A catalog model by name, alias or Hugging Face id (case-insensitive), or a file path.
 
-    A path may point at a llmsim model YAML or at a Hugging Face ``config.json``.
+    A path may point at a llmsim model YAML, a Hugging Face ``config.json`` or a folder holding
+    one (a downloaded model). A Hugging Face id the catalog lacks is refused with how to use its
+    ``config.json`` instead.
     """
     catalog = _catalog()
     found = find(catalog, name, lambda spec: spec.hf_id)
@@ -271,6 +273,17 @@ def get_model(name: str, *, source: str | None = None, field: str = "model") -> 
         return load_model_file(ModelSpec, Path(name))
     if name.endswith(".json"):
         return from_hf_config(Path(name))
+    if (Path(name) / "config.json").is_file():  # a downloaded model folder
+        return from_hf_config(Path(name) / "config.json")
+    if "/" in name.strip("/") and not Path(name).exists():
+        # A Hugging Face id the catalog lacks: a did-you-mean would name an unrelated model.
+        raise UnknownNameError(
+            f"'{name}' is not in the model catalog (llmsim models lists it); for a Hugging Face "
+            f"model, download its config.json (https://huggingface.co/{name.strip('/')}/blob/main/"
+            "config.json) and set model: path/to/config.json",
+            source=source,
+            field=field,
+        )
     hint = " (or a path to a model .yaml or a Hugging Face config.json)"
     msg = unknown_name("model", name, catalog, hint)
     raise UnknownNameError(msg, source=source, field=field)
@@ -321,7 +334,10 @@ def hf_config_to_spec(cfg: dict[str, Any], name: str) -> dict[str, Any]:
         # Llama 4: intermediate_size is the expert's (routed and shared), _mlp the dense MLP's.
         ffn, expert_ffn = cfg["intermediate_size_mlp"], cfg["intermediate_size"]
     act = str(pick("hidden_act", "activation_function", default="silu"))
-    gated = act in ("silu", "swiglu") or model_type in ("llama", "mistral", "mixtral", "qwen2")
+    # Gemma's MLP is gated too (GeGLU: gelu_pytorch_tanh on the gate)
+    gemma = model_type.startswith("gemma")
+    gated = act in ("silu", "swiglu") or gemma
+    gated = gated or model_type in ("llama", "mistral", "mixtral", "qwen2")
     spec: dict[str, Any] = {
         "name": name,
         "num_layers": pick("num_hidden_layers", "n_layer"),
@@ -332,7 +348,8 @@ def hf_config_to_spec(cfg: dict[str, Any], name: str) -> dict[str, Any]:
         "ffn_size": ffn,
         "vocab_size": pick("vocab_size"),
         "gated_mlp": gated,
-        "tie_embeddings": bool(cfg.get("tie_word_embeddings", False)),
+        # Gemma ties its embeddings by default and its config.json leaves the key out
+        "tie_embeddings": bool(cfg.get("tie_word_embeddings", gemma)),
         "max_context": pick("max_position_embeddings", "n_positions", default=4096),
     }
     if cfg.get("kv_lora_rank"):
@@ -353,7 +370,9 @@ def hf_config_to_spec(cfg: dict[str, Any], name: str) -> dict[str, Any]:
     if experts:
         spec["moe"] = {
             "num_experts": experts,
-            "experts_per_token": pick("num_experts_per_tok", "num_experts_per_token"),
+            "experts_per_token": pick(
+                "num_experts_per_tok", "num_experts_per_token", "experts_per_token"
+            ),
             "expert_ffn_size": expert_ffn,
             # Llama 4's MoE layers each have one shared expert; its config has no key for it.
             "num_shared_experts": pick("n_shared_experts", default=1 if llama4 else 0),
@@ -372,13 +391,15 @@ def hf_config_to_spec(cfg: dict[str, Any], name: str) -> dict[str, Any]:
 def quantized_weight_dtype(quant: dict[str, Any]) -> str | None:
     """The stored weight type a Hugging Face ``quantization_config`` describes, or None.
 
-    ``fp8`` (e.g. DeepSeek-V3), ``compressed-tensors`` (llm-compressor: each config group's
-    ``weights.num_bits`` and ``type``, ``float`` or ``int``), ``modelopt`` (``quant_algo``)
-    and the integer methods (AWQ, GPTQ: ``bits``).
+    ``fp8`` (e.g. DeepSeek-V3), ``mxfp4`` (gpt-oss), ``compressed-tensors`` (llm-compressor:
+    each config group's ``weights.num_bits`` and ``type``, ``float`` or ``int``), ``modelopt``
+    (``quant_algo``) and the integer methods (AWQ, GPTQ: ``bits``).
     """
     method = str(quant.get("quant_method", "")).lower()
     if method == "fp8":
         return "fp8"
+    if method == "mxfp4":  # gpt-oss: the experts (nearly all weights) in MXFP4
+        return "fp4"
     if method == "modelopt":
         algo = str(quant.get("quant_algo", "")).upper()
         return {"FP8": "fp8", "NVFP4": "fp4"}.get(algo)

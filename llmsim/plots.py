@@ -1,8 +1,15 @@
 """Plots built from llmsim's tables (matplotlib). Each function draws on an Axes (a new one
-when none is given) and returns it, so plots compose into a user's own figures."""
+when none is given) and returns it, so plots compose into a user's own figures.
+
+Every figure should read without the notebook around it: axes carry readable labels (not dotted
+keys), panels a title, and the figure the model and GPU it simulated (``scenario=``; with
+:func:`grid`, on the figure's title). Lines that lie on top of each other are said so in the
+legend, since the lower one cannot be seen.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -13,34 +20,82 @@ from matplotlib.ticker import NullFormatter
 
 from llmsim.metrics import Weighted
 from llmsim.result import SimulationResult
+from llmsim.scenario import Scenario
 
 LABELS = {
     "request_throughput": "throughput (req/s)",
     "output_throughput": "output throughput (tok/s)",
+    "total_token_throughput": "total throughput (tok/s)",
     "workload.arrival.rate": "offered load (req/s)",
     "workload.rate": "offered load (req/s)",
-    "mean_ttft_ms": "mean TTFT (ms)",
-    "median_ttft_ms": "median TTFT (ms)",
-    "p99_ttft_ms": "p99 TTFT (ms)",
-    "median_tpot_ms": "median TPOT (ms)",
-    "p99_tpot_ms": "p99 TPOT (ms)",
-    "p99_itl_ms": "p99 ITL (ms)",
-    "mean_e2el_ms": "mean E2E latency (ms)",
-    "p99_e2el_ms": "p99 E2E latency (ms)",
+    "policy.batch_size": "batch size (requests)",
+    "policy.max_batch_size": "maximum batch size (requests)",
+    "policy.max_num_seqs": "maximum running requests",
+    "policy.max_num_batched_tokens": "token budget per step",
     "mean_batch_size": "mean batch size",
     "mean_decode_batch_size": "mean decode batch size",
     "mean_kv_usage": "mean KV usage",
+    "max_kv_usage": "maximum KV usage",
+    "preemptions": "preemptions",
 }
+"""Axis labels of keys whose generic label (see :func:`label`) would read worse."""
+
+_METRICS = {
+    "ttft": "TTFT",
+    "tpot": "TPOT",
+    "itl": "ITL",
+    "e2el": "E2E latency",
+    "queue": "queueing",
+}
+_METRIC_KEY = re.compile(r"^(mean|median|std|p\d+(?:\.\d+)?)_(ttft|tpot|itl|e2el|queue)_ms$")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
+def label(name: str) -> str:
+    """A readable axis label for a summary key or a swept field: ``p99_ttft_ms`` -> "p99 TTFT
+    (ms)", ``policy.max_num_seqs`` -> "maximum running requests", ``engine.block_size`` ->
+    "block size"."""
+    if name in LABELS:
+        return LABELS[name]
+    m = _METRIC_KEY.match(name)
+    if m:
+        return f"{m.group(1)} {_METRICS[m.group(2)]} (ms)"
+    return name.rsplit(".", 1)[-1].replace("_", " ")
+
+
+def describe(scenario: Scenario) -> str:
+    """The model and the GPUs a figure shows results of: "Llama-3.1-8B on 1x H100-SXM" (the
+    policy is left out: figures often compare policies on one deployment)."""
+    if scenario.cluster is not None:
+        pools = ", ".join(
+            f"{p.replicas}x {p.hardware or scenario.hardware}" for p in scenario.cluster.pools
+        )
+        return f"{scenario.model} on {pools}"
+    where = f"{scenario.tensor_parallel}x {scenario.hardware}"
+    if scenario.data_parallel > 1:
+        where = f"{scenario.data_parallel} replicas of {where}"
+    return f"{scenario.model} on {where}"
 
 
 def _ax(ax: Axes | None) -> Axes:
     if ax is None:
-        _, ax = plt.subplots(figsize=(5.5, 3.8))
+        _, ax = plt.subplots(figsize=(5.5, 3.8), layout="constrained")
     return ax
 
 
-def label(name: str) -> str:
-    return LABELS.get(name, name)
+def _title(ax: Axes, title: str, scenario: Scenario | None) -> None:
+    lines = [title] if title else []
+    if scenario is not None:
+        lines.append(describe(scenario))
+    if lines:
+        ax.set_title("\n".join(lines), fontsize=10)
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame, x: str, y: str) -> bool:
+    """Two series with the same x values and y values equal to 0.1 %: one hides the other."""
+    if len(a) != len(b) or not np.array_equal(a[x].to_numpy(), b[x].to_numpy()):
+        return False
+    return bool(np.allclose(a[y].to_numpy(float), b[y].to_numpy(float), rtol=1e-3, equal_nan=True))
 
 
 def curves(
@@ -50,19 +105,37 @@ def curves(
     *,
     ax: Axes | None = None,
     logy: bool = False,
-    marker: str = "o",
+    marker: str | None = None,
+    title: str | None = None,
+    scenario: Scenario | None = None,
 ) -> Axes:
-    """One line per named sweep (a DataFrame from ``llmsim.sweep.sweep``), ``y`` against ``x``."""
+    """One line per named sweep (a DataFrame from ``llmsim.sweep.sweep``), ``y`` against ``x``.
+
+    Every line is named in the legend, a single one too. A line that coincides with an earlier
+    one is drawn dashed on top of it and its legend entry says which it hides. ``title``
+    defaults to "<y> vs <x>"; ``scenario`` adds the model and GPU under it.
+    """
     ax = _ax(ax)
-    for name, df in sweeps.items():
-        ax.plot(df[x], df[y], marker=marker, label=name)
+    drawn: list[tuple[str, pd.DataFrame]] = []
+    for i, (name, df) in enumerate(sweeps.items()):
+        twin = next((other for other, prev in drawn if _same(prev, df, x, y)), None)
+        shown = name if twin is None else f"{name} (same as {twin})"
+        ax.plot(
+            df[x],
+            df[y],
+            marker=marker or _MARKERS[i % len(_MARKERS)],
+            ls="--" if twin else "-",
+            mfc="none" if twin else None,
+            label=shown,
+        )
+        drawn.append((name, df))
     ax.set_xlabel(label(x))
     ax.set_ylabel(label(y))
     if logy:
         ax.set_yscale("log")
-    if len(sweeps) > 1:
-        ax.legend()
+    ax.legend()
     ax.grid(alpha=0.3)
+    _title(ax, f"{label(y)} vs {label(x)}" if title is None else title, scenario)
     return ax
 
 
@@ -73,23 +146,40 @@ def tradeoff(
     *,
     ax: Axes | None = None,
     logy: bool = True,
+    title: str | None = None,
+    scenario: Scenario | None = None,
 ) -> Axes:
     """The latency/throughput trade-off: latency against served throughput, per config."""
-    return curves(sweeps, throughput, latency, ax=ax, logy=logy)
+    if title is None:
+        title = f"{label(latency).replace(' (ms)', '')} vs served throughput"
+    return curves(sweeps, throughput, latency, ax=ax, logy=logy, title=title, scenario=scenario)
 
 
-def bars(values: Mapping[str, float], metric: str, *, ax: Axes | None = None) -> Axes:
-    """One bar per configuration for a single metric."""
+def bars(
+    values: Mapping[str, float],
+    metric: str,
+    *,
+    ax: Axes | None = None,
+    title: str | None = None,
+    scenario: Scenario | None = None,
+) -> Axes:
+    """One bar per configuration for a single metric, each bar labelled with its value."""
     ax = _ax(ax)
     names = list(values)
-    ax.bar(names, [values[n] for n in names], color="tab:blue")
+    drawn = ax.bar(names, [values[n] for n in names], color="tab:blue")
+    ax.bar_label(drawn, fmt="%.3g", fontsize=8)
     ax.set_ylabel(label(metric))
     ax.grid(axis="y", alpha=0.3)
+    _title(ax, label(metric) if title is None else title, scenario)
     return ax
 
 
-def timeline(result: SimulationResult, *, ax: Axes | None = None, replica: int = 0) -> Axes:
-    """Running requests and KV-cache usage over time, from the per-step table."""
+def timeline(
+    result: SimulationResult, *, ax: Axes | None = None, replica: int = 0, title: str | None = None
+) -> Axes:
+    """Running requests and KV-cache usage over time, from the per-step table. On a figure of
+    its own (no ``ax``) the title names the model and GPU."""
+    own = ax is None
     ax = _ax(ax)
     s = result.steps[result.steps["replica"] == replica]
     ax.plot(s["start"], s["num_running"], lw=0.7, label="running requests")
@@ -97,9 +187,11 @@ def timeline(result: SimulationResult, *, ax: Axes | None = None, replica: int =
     ax.set_xlabel("time (s)")
     ax.set_ylabel("requests")
     twin = ax.twinx()
-    twin.plot(s["start"], 100 * s["kv_usage"], lw=0.7, color="tab:red", alpha=0.6)
+    twin.plot(s["start"], 100 * s["kv_usage"], lw=0.7, color="tab:red", alpha=0.6, label="KV")
     twin.set_ylabel("KV cache used (%)", color="tab:red")
     ax.legend(loc="upper left")
+    name = f"replica {replica} over time" if len(result.kv) > 1 else "requests and KV over time"
+    _title(ax, name if title is None else title, result.scenario if own else None)
     return ax
 
 
@@ -110,6 +202,8 @@ def cdf(
     scale: float = 1e3,
     ax: Axes | None = None,
     logx: bool = True,
+    title: str | None = None,
+    scenario: Scenario | None = None,
 ) -> Axes:
     """Empirical CDFs of latency samples in seconds (plotted in ms), e.g. ``result.itl`` or
     ``result.requests["ttft"]``."""
@@ -130,6 +224,7 @@ def cdf(
         ax.set_xscale("log")
     ax.legend()
     ax.grid(alpha=0.3)
+    _title(ax, f"distribution of {xlabel}" if title is None else title, scenario)
     return ax
 
 
@@ -166,12 +261,26 @@ def fidelity(
     return ax
 
 
-def grid(n: int, cols: int = 3, size: tuple[float, float] = (5.0, 3.6)) -> Sequence[Axes]:
-    """A figure with ``n`` axes in rows of ``cols``."""
+def grid(
+    n: int,
+    cols: int = 3,
+    size: tuple[float, float] = (5.0, 3.6),
+    *,
+    title: str | None = None,
+    scenario: Scenario | None = None,
+) -> Sequence[Axes]:
+    """A figure with ``n`` axes in rows of ``cols``, laid out by matplotlib's constrained
+    layout (labels and titles of neighbouring panels never overlap, however they are drawn
+    later). ``title`` and the ``scenario``'s model and GPU go on the figure's title."""
+    cols = min(cols, n)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(size[0] * cols, size[1] * rows), squeeze=False, layout="constrained"
+    )
     flat = list(axes.ravel())
     for extra in flat[n:]:
         extra.set_visible(False)
-    fig.tight_layout()
+    lines = [t for t in (title, describe(scenario) if scenario is not None else None) if t]
+    if lines:
+        fig.suptitle("\n".join(lines))
     return flat[:n]

@@ -54,6 +54,13 @@ class SimulationResult:
 
         return run_warnings(self)
 
+    def summary_json(self) -> str:
+        """summary.json's text: the summary (NaN as null), with ``priced_by`` and ``warnings``
+        as lists of lines, keys sorted."""
+        record: dict[str, Any] = {**_json_ready(self.summary), "priced_by": self.provenance}
+        record["warnings"] = self.warnings
+        return json.dumps(record, indent=2, sort_keys=True) + "\n"
+
     @property
     def summary_frame(self) -> pd.DataFrame:
         """Latency metrics as rows (ttft, tpot, itl, e2el, queue) x (mean, p50, p90, p99), ms."""
@@ -72,10 +79,7 @@ class SimulationResult:
         }
         atomic_write(paths["requests"], lambda p: self.requests.to_parquet(p, index=False))
         atomic_write(paths["steps"], lambda p: self.steps.to_parquet(p, index=False))
-        record = {**_json_ready(self.summary), "priced_by": self.provenance}
-        record["warnings"] = self.warnings
-        text = json.dumps(record, indent=2, sort_keys=True) + "\n"
-        atomic_write_text(paths["summary"], text)
+        atomic_write_text(paths["summary"], self.summary_json())
         atomic_write_text(paths["scenario"], self.scenario.to_yaml())
         for name, table in (("pools", self.by_pool), ("replicas", self.by_replica)):
             if table is not None:

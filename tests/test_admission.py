@@ -275,7 +275,7 @@ def test_recompute_longer_than_the_token_budget_still_runs() -> None:
 
 def test_cli_warns_when_preemption_drives_the_run(tmp_path: Path) -> None:
     quick = ROOT / "scenarios" / "quickstart.yaml"
-    base = ["run", str(quick), "-q", "--set", "workload.num_requests=200"]
+    base = ["run", str(quick), "--set", "workload.num_requests=200"]
     res = CliRunner().invoke(
         app, [*base, "--out", str(tmp_path / "a"), "--set", "engine.kv_blocks=400"]
     )
@@ -340,3 +340,13 @@ def test_tensorrt_llm_preset_mixes_whole_prompts() -> None:
     assert sc.policy.mixed_prefill and not sc.policy.chunked_prefill
     with pytest.raises(ValueError, match="mixed_prefill"):
         SpeculativeConfig(draft_model="Llama-3.2-1B", mixed_prefill=True)
+
+
+def test_quiet_run_keeps_the_preemption_warning(tmp_path: Path) -> None:
+    quick = ROOT / "scenarios" / "quickstart.yaml"
+    args = ["run", str(quick), "-q", "--set", "workload.num_requests=200"]
+    args += ["--out", str(tmp_path), "--set", "engine.kv_blocks=400"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert res.stdout == ""
+    assert "preemption drives this prediction" in res.stderr

@@ -22,6 +22,11 @@ from llmsim.scenario import EngineConfig
 CALIBRATED = ["A100-80GB", "H100-SXM", "H200", "B200", "A40"]
 MODELS = ["Llama-3.1-8B", "Llama-2-70B", "Mixtral-8x7B", "DeepSeek-V3", "Qwen3-30B-A3B"]
 DATA = Path(__file__).parent / "data" / "calibration"
+TORCH_MISSING = (
+    "torch is not installed: the profiler (llmsim[profile]) needs it; `make test` installs its "
+    "CPU build (torch==2.13.0+cpu from PyTorch's CPU index), or pip install torch --index-url "
+    "https://download.pytorch.org/whl/cpu"
+)
 runner = CliRunner()
 
 
@@ -192,6 +197,7 @@ def test_cli_errors_are_one_line_exit_2(tmp_path: Path) -> None:
 def test_cli_fidelity_writes_table(tmp_path: Path) -> None:
     result = runner.invoke(app, ["fidelity", "A40", "--out", str(tmp_path), "--plots"])
     assert result.exit_code == 0, result.output
+    assert "[1/1] fitting A40" in result.stderr  # progress while it works
     png = (tmp_path / "A40.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 20_000
     text = (tmp_path / "fidelity.csv").read_text()
@@ -215,7 +221,7 @@ def test_hardware_table_says_which_profiles_are_calibrated() -> None:
 
 
 def test_profiler_on_cpu_writes_llmsim_csv(tmp_path: Path) -> None:
-    pytest.importorskip("torch")
+    pytest.importorskip("torch", reason=TORCH_MISSING)
     out = tmp_path / "measured.csv"
     result = runner.invoke(
         app,
@@ -251,6 +257,8 @@ def test_profiler_on_cpu_writes_llmsim_csv(tmp_path: Path) -> None:
     transfers = rows[rows["family"] == "send_recv"]
     assert set(transfers["op"]) == {"intra-node"} and set(transfers["gpus"]) == {2.0}
     assert out.read_text().startswith("# llmsim profile: Tiny-Test")
+    for group in ("GEMM qkv", "norm and activation", "decode attention", "all-reduce"):
+        assert group in result.stderr  # progress, one line per group of shapes
     result = runner.invoke(app, ["calibrate", "L4", "--data", str(out), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
 

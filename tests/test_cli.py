@@ -66,7 +66,7 @@ def invoke(*args: str | Path):
 
 
 def run_ok(out: Path, *extra: str) -> str:
-    res = invoke("run", QUICKSTART, "--out", out, *SMALL, "-q", *extra)
+    res = invoke("run", QUICKSTART, "--out", out, *SMALL, *extra)
     assert res.exit_code == 0, res.output
     assert res.exception is None
     return _plain(res.stdout)

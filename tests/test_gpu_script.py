@@ -14,11 +14,16 @@ import pytest
 from llmsim.hardware import get_hardware
 
 ROOT = Path(__file__).resolve().parent.parent
+TORCH_MISSING = (
+    "torch is not installed: the profiler (llmsim[profile]) needs it; `make test` installs its "
+    "CPU build (torch==2.13.0+cpu from PyTorch's CPU index), or pip install torch --index-url "
+    "https://download.pytorch.org/whl/cpu"
+)
 pytestmark = pytest.mark.slow
 
 
 def test_gpu_calibration_script_on_cpu(tmp_path: Path) -> None:
-    pytest.importorskip("torch")
+    pytest.importorskip("torch", reason=TORCH_MISSING)
     env = {
         **os.environ,
         "PYTHON": sys.executable,

@@ -24,10 +24,14 @@ REQUIRED_NAMES = {
     "A10G",
     "MI300X",
     "A40",
+    "GH200",
 }
 
 # GPUs with shipped measurements carry a fitted calibration section (llmsim calibrate --all).
 CALIBRATED = {"A100-80GB", "H100-SXM", "H200", "B200", "A40"}
+
+# GPUs whose host (CPU) link is NVLink-C2C rather than PCIe (pcie_bandwidth_gbps holds it).
+HOST_NVLINK_C2C = {"GH200"}
 
 PROFILE_FILES = sorted(profiles_dir().glob("*.yaml"))
 PROFILES = list_hardware()
@@ -152,10 +156,16 @@ def test_other_fields_plausible(hw: HardwareProfile) -> None:
     assert hw.calibrated is (hw.name in CALIBRATED)
     assert (hw.calibration is not None) is hw.calibrated
     assert 1 <= hw.max_gpus_per_node <= 72
-    assert 8.0 <= hw.pcie_bandwidth_gbps <= 256.0
+    if hw.name in HOST_NVLINK_C2C:
+        # Grace Hopper: the host link is NVLink-C2C, as fast as the GPUs' own NVLink.
+        assert hw.pcie_bandwidth_gbps == hw.interconnect.bandwidth_gbps == 450.0
+    else:
+        assert 8.0 <= hw.pcie_bandwidth_gbps <= 256.0
     assert 0.0 < hw.price_per_gpu_hour_usd <= 20.0
     assert 0.0 < hw.interconnect.latency_us <= 100.0
-    if hw.interconnect.kind == "pcie":
+    if hw.name in HOST_NVLINK_C2C:
+        pass
+    elif hw.interconnect.kind == "pcie":
         # Without NVLink/Infinity Fabric the GPUs talk over the host's PCIe link.
         assert hw.interconnect.bandwidth_gbps <= hw.pcie_bandwidth_gbps
     else:
@@ -234,3 +244,11 @@ def test_numeric_line_pattern() -> None:
     assert not _NUMERIC_LINE.match("name: H100-SXM")
     assert not _NUMERIC_LINE.match("# fp16: 1.0")
     assert not _NUMERIC_LINE.match("calibrated: false")
+
+
+def test_gh200_is_the_h100_die_with_more_memory() -> None:
+    gh, h100, h200 = get_hardware("GH200"), get_hardware("H100-SXM"), get_hardware("H200")
+    assert gh.peak_tflops == h100.peak_tflops
+    assert h100.memory_gib < gh.memory_gib < h200.memory_gib
+    assert h100.memory_bandwidth_tbps < gh.memory_bandwidth_tbps < h200.memory_bandwidth_tbps
+    assert get_hardware("gh200-96gb").name == "GH200"

@@ -169,7 +169,6 @@ def test_installed_run(install: Install) -> None:
             "workload.num_requests=50",
             "--out",
             "X",
-            "-q",
         )
     )
     assert "TTFT" in proc.stdout

@@ -42,6 +42,20 @@ REQUIRED = [
     "CodeLlama-34B",
     "InternLM2-20B",
     "Qwen-72B",
+    # Models people serve today, each checked against its config.json in tests/data/hf_configs.
+    "Llama-3.3-70B",
+    "Llama-4-Maverick-17B-128E",
+    "Qwen3-8B",
+    "Qwen3-14B",
+    "Qwen3-32B",
+    "Qwen3-235B-A22B",
+    "Mistral-Nemo-12B",
+    "Mixtral-8x22B",
+    "Yi-34B",
+    "gpt-oss-20b",
+    "gpt-oss-120b",
+    "Gemma-2-9B",
+    "Gemma-2-27B",
 ]
 
 # Fields that describe the architecture; a Hugging Face config.json must reproduce them.
@@ -172,6 +186,9 @@ def test_derived_params_match_published(name):
         ("Qwen3-30B-A3B", 3.3),
         ("DeepSeek-V3", 37.0),
         ("Llama-4-Scout-17B-16E", 17.0),
+        ("Llama-4-Maverick-17B-128E", 17.0),
+        ("Qwen3-235B-A22B", 22.0),
+        ("Mixtral-8x22B", 39.0),
     ],
 )
 def test_moe_active_params(name, active_b):
@@ -397,3 +414,44 @@ def test_every_shared_model_config_loads(folder):
         return
     assert catalog.num_params == pytest.approx(m.num_params, rel=0.01), folder
     assert catalog.kv_elements_per_token_per_layer == m.kv_elements_per_token_per_layer
+
+
+# --- models people serve today ------------------------------------------------------------
+
+
+def test_unknown_hugging_face_id_says_how_to_use_its_config_json():
+    with pytest.raises(UnknownNameError) as info:
+        get_model("acme-ai/Acme-7B-Chat")
+    msg = str(info.value)
+    assert "did you mean" not in msg
+    assert "https://huggingface.co/acme-ai/Acme-7B-Chat/blob/main/config.json" in msg
+    assert "model: path/to/config.json" in msg and msg.startswith("model: ")
+
+
+def test_gemma_configs_are_gated_and_tied_by_default():
+    # Gemma 2's config.json names a GELU activation (GeGLU is still gated) and leaves out
+    # tie_word_embeddings, whose Gemma default is true.
+    m = from_hf_config(HF_CONFIGS / "Gemma-2-9B" / "config.json")
+    assert m.gated_mlp and m.tie_embeddings
+    assert m.embedding_params() == 256000 * 3584
+    assert m.kv_bytes_per_token == 42 * 2 * 8 * 256 * 2
+
+
+def test_gpt_oss_reads_mxfp4_experts_and_its_expert_count():
+    m = from_hf_config(HF_CONFIGS / "gpt-oss-120b" / "config.json")
+    assert m.weight_dtype == "fp4"
+    assert m.moe is not None and (m.moe.num_experts, m.moe.experts_per_token) == (128, 4)
+    assert m.kv_bytes_per_token == 36 * 2 * 8 * 64 * 2
+    assert m.weight_bytes == pytest.approx(116.8e9 / 2, rel=0.01)
+
+
+def test_maverick_interleaves_moe_and_dense_layers():
+    m = get_model("llama-4-maverick")
+    assert m.moe is not None and m.moe.layer_step == 2 and m.num_moe_layers == 24
+    scout = get_model("llama-4-scout")
+    assert scout.num_moe_layers == 48
+
+
+def test_a_model_folder_reads_its_config_json():
+    folder = HF_CONFIGS / "Qwen3-8B"
+    assert get_model(str(folder)).num_params == get_model("Qwen/Qwen3-8B").num_params

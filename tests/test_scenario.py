@@ -155,7 +155,7 @@ LENGTHS = {
     "lognormal": {"kind": "lognormal", "mean": 50, "cv": 0.5, "min": 4, "max": 200},
     "empirical": {
         "kind": "empirical",
-        "dataset": "sharegpt",
+        "dataset": "sharegpt_multiturn",
         "column": "num_decode_tokens",
         "max": 300,
     },

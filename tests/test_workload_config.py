@@ -58,7 +58,7 @@ def test_joint_filters_and_own_csv(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="prompt_column and output_column"):
         DatasetLengths(path=str(f))
     with pytest.raises(ConfigError, match="no row passes"):
-        DatasetLengths(dataset="sharegpt", max_total_tokens=1).pairs()
+        DatasetLengths(dataset="sharegpt_multiturn", max_total_tokens=1).pairs()
 
 
 def test_bad_length_value_names_its_line(tmp_path: Path) -> None:
@@ -143,7 +143,7 @@ def synth(**kw: object) -> dict[str, object]:
     [
         ({"trace": TraceConfig(dataset="azure_conv")}, "exactly one of 'arrival' or 'trace'"),
         ({"arrival": None}, "exactly one of 'arrival' or 'trace'"),
-        ({"lengths": DatasetLengths(dataset="sharegpt")}, "either prompt_tokens"),
+        ({"lengths": DatasetLengths(dataset="sharegpt_multiturn")}, "either prompt_tokens"),
         ({"output_tokens": None}, "both prompt_tokens and output_tokens"),
         ({"duration_s": 5.0}, "exactly one of num_requests or duration_s"),
     ],
@@ -168,15 +168,15 @@ WORKLOAD_YAML = {
     "  prompt_tokens: {kind: fixed, value: 10}\n  output_tokens: {kind: fixed, value: 5}\n"
     "  duration_s: 10",
     "onoff": "arrival: {kind: onoff, rate: 10, on_s: 1, off_s: 3, periods: exponential}\n"
-    "  lengths: {dataset: sharegpt, max_total_tokens: 4000}\n  duration_s: 30",
+    "  lengths: {dataset: sharegpt_multiturn, max_total_tokens: 4000}\n  duration_s: 30",
     "piecewise": "arrival:\n    kind: piecewise\n    repeat: true\n    schedule:\n"
     "      - {duration_s: 5, rate: 1}\n      - {duration_s: 5, rate: 8}\n"
     "  lengths: {dataset: azure_code}\n  num_requests: 40",
     "diurnal": "arrival: {kind: diurnal, rate: 2, period_s: 60}\n"
     "  lengths: {dataset: azure_conv}\n  duration_s: 60",
     "closed": "arrival: {kind: closed_loop, clients: 4, think_time: {kind: exponential, mean: 2}}"
-    "\n  lengths: {dataset: sharegpt}\n  num_requests: 30",
-    "sessions": "arrival: {kind: poisson, rate: 1}\n  lengths: {dataset: sharegpt}\n"
+    "\n  lengths: {dataset: sharegpt_multiturn}\n  num_requests: 30",
+    "sessions": "arrival: {kind: poisson, rate: 1}\n  lengths: {dataset: sharegpt_multiturn}\n"
     "  sessions:\n    turns: {kind: uniform, low: 1, high: 4}\n"
     "    think_time: {kind: lognormal, mean: 5, cv: 0.5}\n    system_prompt_tokens: 64\n"
     "  classes:\n    - {name: big, min_prompt_tokens: 2000, priority: 1}\n  num_requests: 40",

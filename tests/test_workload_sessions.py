@@ -156,12 +156,12 @@ def test_closed_loop_sessions_are_grouped_without_times() -> None:
 def test_joint_lengths_in_sessions() -> None:
     cfg = WorkloadConfig(
         arrival=PoissonArrivals(rate=1.0),
-        lengths=DatasetLengths(dataset="sharegpt", max_total_tokens=1000),
+        lengths=DatasetLengths(dataset="sharegpt_multiturn", max_total_tokens=1000),
         sessions=SessionConfig(turns=FixedLength(value=2), think_time=FixedDuration(value=5)),
         num_requests=50,
     )
     s = generate(cfg, np.random.SeedSequence(0))
-    p, o = DatasetLengths(dataset="sharegpt", max_total_tokens=1000).pairs()
+    p, o = DatasetLengths(dataset="sharegpt_multiturn", max_total_tokens=1000).pairs()
     rows = set(zip(p.tolist(), o.tolist(), strict=True))
     first = s.turn == 0
     assert all(

@@ -147,15 +147,20 @@ def _silu_mul(torch: Any, g: Any, f: int) -> Any:
     return torch.nn.functional.silu(g[:, :f]) * g[:, f:]
 
 
-def measure_kernels(spec: ProfileSpec) -> list[dict[str, object]]:
-    """Rows of the operator CSV for every GEMM, elementwise and attention shape."""
+def measure_kernels(
+    spec: ProfileSpec, progress: Callable[[str], None] | None = None
+) -> list[dict[str, object]]:
+    """Rows of the operator CSV for every GEMM, elementwise and attention shape;
+    ``progress`` is told each group of shapes as it starts."""
+    say = progress or (lambda _: None)
     torch = import_torch()
     dev, dt = torch.device(spec.device), torch.bfloat16
     timed = _timer(torch, spec.device, spec.repeats)
     m, tp = spec.model, spec.tp
     rows: list[dict[str, object]] = []
     with torch.inference_mode():
-        for _, n, k in _gemm_shapes(m, tp):
+        for name, n, k in _gemm_shapes(m, tp):
+            say(f"GEMM {name} ({n} x {k})")
             w = torch.randn(k, n, device=dev, dtype=dt)
             for t in spec.tokens:
                 a = torch.randn(t, k, device=dev, dtype=dt)
@@ -173,6 +178,7 @@ def measure_kernels(spec: ProfileSpec) -> list[dict[str, object]]:
                     }
                 )
         h, f = m.hidden_size, -(-m.ffn_size // tp)
+        say("norm and activation")
         for t in spec.tokens:
             x = torch.randn(t, h, device=dev, dtype=dt)
             sec = timed(partial(_rms_norm, torch, x))
@@ -202,6 +208,7 @@ def measure_kernels(spec: ProfileSpec) -> list[dict[str, object]]:
         kvh = max(1, -(-m.num_kv_heads // tp))
         hd = m.head_dim
         shape = {"model": m.name, "heads": heads, "kv_heads": kvh, "head_dim": hd, "tp": tp}
+        say("prefill attention")
         for t in spec.tokens:
             q = torch.randn(1, heads, t, hd, device=dev, dtype=dt)
             kv = torch.randn(1, kvh, t, hd, device=dev, dtype=dt)
@@ -215,6 +222,7 @@ def measure_kernels(spec: ProfileSpec) -> list[dict[str, object]]:
                     **shape,
                 }
             )
+        say("decode attention")
         for b in spec.batches:
             for c in spec.contexts:
                 q = torch.randn(b, heads, 1, hd, device=dev, dtype=dt)
@@ -317,8 +325,12 @@ def provenance(spec: ProfileSpec) -> list[str]:
     ]
 
 
-def run_profile(spec: ProfileSpec, out: Path) -> int:
-    """Measure and write the CSV atomically; returns the number of rows."""
-    rows = measure_kernels(spec) + measure_all_reduce(spec)
+def run_profile(spec: ProfileSpec, out: Path, progress: Callable[[str], None] | None = None) -> int:
+    """Measure and write the CSV atomically; returns the number of rows. ``progress`` is told
+    each group of shapes as it starts."""
+    rows = measure_kernels(spec, progress)
+    if spec.gpus > 1 and progress is not None:
+        progress(f"all-reduce and send/recv over {spec.gpus} processes")
+    rows += measure_all_reduce(spec)
     atomic_write_text(out, operator_csv_text(rows, provenance(spec)))
     return len(rows)

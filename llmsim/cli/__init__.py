@@ -1,27 +1,51 @@
 """The ``llmsim`` command line, one module per verb group.
 
 - :mod:`llmsim.cli.run`: ``run`` and ``validate``
-- :mod:`llmsim.cli.catalog`: ``hardware`` and ``models``
+- :mod:`llmsim.cli.catalog`: ``hardware``, ``models`` and ``presets``
 - :mod:`llmsim.cli.calibrate`: ``calibrate`` and ``profile``
 - :mod:`llmsim.cli.fidelity` (with :mod:`llmsim.cli.serving`): ``fidelity``
 """
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+import llmsim
 from llmsim.cli.calibrate import calibrate, profile
-from llmsim.cli.catalog import hardware, models
+from llmsim.cli.catalog import hardware, models, presets
 from llmsim.cli.fidelity import fidelity
 from llmsim.cli.run import run, validate
 
 app = typer.Typer(
     add_completion=False,
+    rich_markup_mode="markdown",
     no_args_is_help=True,
-    help="Simulate LLM serving: latency and throughput of models, GPUs and batching policies.",
 )
-for verb in (run, validate, hardware, models, calibrate, fidelity, profile):
+for verb in (run, validate, hardware, models, presets, calibrate, fidelity, profile):
     app.command()(verb)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"llmsim {llmsim.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Simulate LLM serving: latency and throughput of models, GPUs and batching policies.
+
+    Start with: llmsim run scenarios/quickstart.yaml
+    """
 
 
 def main() -> None:  # pragma: no cover - entry point

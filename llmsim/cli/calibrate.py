@@ -17,7 +17,7 @@ from llmsim.calibration.llmsim_csv import USER_SOURCE, read_operator_csv, read_s
 from llmsim.calibration.profile_yaml import profile_path, write_profile
 from llmsim.calibration.records import concat
 from llmsim.calibration.tables import table_file
-from llmsim.cli.common import err_console, fail, out_console
+from llmsim.cli.common import Steps, err_console, fail, out_console
 from llmsim.config_io import read_yaml
 from llmsim.errors import ConfigError, LlmsimError
 from llmsim.hardware import HardwareProfile, get_hardware
@@ -134,7 +134,11 @@ def calibrate(
     ] = Path("."),
     date: Annotated[str | None, typer.Option(help="Calibration date (default: today).")] = None,
 ) -> None:
-    """Fit a GPU's cost-model parameters and write its calibrated hardware profile."""
+    """Fit a GPU's cost-model parameters and write its calibrated hardware profile.
+
+    Examples: llmsim calibrate --all --out hardware_profiles/ (every shipped GPU, about 3
+    minutes); llmsim calibrate H100-SXM --data my_ops.csv --out my_profiles/
+    """
     started = time.perf_counter()
     try:
         names = list(gpus or [])
@@ -147,8 +151,11 @@ def calibrate(
         cache: dict[str, pd.DataFrame] = {}
         report: list[tuple[str, FidelityRow]] = []
         written = []
+        steps = Steps(len(names)) if len(names) > 1 else None
         for name in names:
             hw = get_hardware(name, field="gpu")
+            if steps is not None:
+                steps(f"fitting {hw.name}")
             text, file_name = _datasheet(hw, name)
             day = date or C.today()
             if data:
@@ -196,7 +203,11 @@ def profile(
     ] = 1,
     repeats: Annotated[int, typer.Option(help="Timed runs per shape (median kept).", min=1)] = 10,
 ) -> None:
-    """Measure a model's kernels with torch and write the llmsim operator CSV."""
+    """Measure a model's kernels with torch and write the llmsim operator CSV.
+
+    Example: llmsim profile Llama-3.1-8B --tp 2 --out llama8b_tp2.csv (needs llmsim[profile];
+    then llmsim calibrate H100-SXM --data llama8b_tp2.csv)
+    """
     from llmsim.calibration.profiler import ProfileSpec, run_profile
 
     try:
@@ -210,7 +221,7 @@ def profile(
             gpus=gpus,
             repeats=repeats,
         )
-        n = run_profile(spec, out)
+        n = run_profile(spec, out, progress=Steps())
     except LlmsimError as exc:
         raise fail(exc) from None
     out_console.print(f"wrote {n} measurements to {out}")

@@ -3,6 +3,7 @@ scenario argument and ``--set`` option."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -37,3 +38,22 @@ def fail(exc: LlmsimError) -> typer.Exit:
 
 def load(path: Path, overrides: list[str] | None) -> Scenario:
     return load_scenario(path, overrides or None)
+
+
+class Steps:
+    """Progress of a long command, one line per step on stderr: ``[2/5] H100-SXM (41 s)``.
+
+    Lines rather than a live bar, so that a log or a CI job shows them too; ``total`` may be
+    None when the count is not known in advance.
+    """
+
+    def __init__(self, total: int | None = None) -> None:
+        self.total = total
+        self.done = 0
+        self.started = time.perf_counter()
+
+    def __call__(self, label: str) -> None:
+        self.done += 1
+        of = f"/{self.total}" if self.total else ""
+        took = time.perf_counter() - self.started
+        err_console.print(f"  [{self.done}{of}] {label} ({took:.0f} s)", highlight=False)

@@ -19,7 +19,7 @@ from llmsim.calibration.holdout import REGIMES, ape, profile_errors, summary
 from llmsim.calibration.llmsim_csv import read_operator_csv, read_step_csv, sniff
 from llmsim.calibration.records import concat
 from llmsim.cli.calibrate import fidelity_table
-from llmsim.cli.common import fail, out_console
+from llmsim.cli.common import Steps, fail, out_console
 from llmsim.cli.serving import serving_fidelity
 from llmsim.cost.calibrated import CalibratedConfig
 from llmsim.errors import ConfigError, LlmsimError
@@ -138,9 +138,11 @@ def fidelity(
         ),
     ] = None,
 ) -> None:
-    """Held-out prediction error per GPU and operator family, from the shipped data (or a
-    profile's error on your measurements, with --data); with --serving, end-to-end error
-    against real serving runs.
+    """Prediction error of the cost model: per GPU and kernel, or end to end with --serving.
+
+    Without --serving: held-out error per GPU and operator family on the shipped data (about
+    4 minutes), or one profile's error on your measurements with --data. With --serving: TTFT,
+    ITL and E2E latency against real serving runs.
 
     Examples: llmsim fidelity --plots; llmsim fidelity H100-SXM --data ops.csv;
     llmsim fidelity --serving --plots --out fidelity/serving;
@@ -194,7 +196,9 @@ def fidelity(
             hws = [get_hardware(g, field="gpu").name for g in (gpus or C.shipped_names())]
             cache: dict[str, pd.DataFrame] = {}
             rows = []
+            steps = Steps(len(hws))
             for name in hws:
+                steps(f"fitting {name} and predicting its held-out measurements")
                 detail: list[pd.DataFrame] = []
                 cal = C.calibrate_shipped(name, cache=cache, detail=detail)
                 rows.extend((name, r) for r in cal.fidelity)
@@ -232,7 +236,6 @@ def _plot_fidelity(detail: pd.DataFrame, out: Path) -> list[Path]:
         fig = axes[0].get_figure(root=True)
         assert fig is not None
         fig.suptitle(f"{gpu}: held-out kernel times, predicted against measured")
-        fig.tight_layout()
         path = out / f"{gpu}.png"
         atomic_write(path, partial(fig.savefig, format="png", dpi=110))
         plt.close(fig)

@@ -15,7 +15,8 @@ from rich.table import Table
 from llmsim.cli.common import ScenarioArg, SetOpt, err_console, fail, load, out_console
 from llmsim.diagnostics import predicted_rejections
 from llmsim.engine import Simulation
-from llmsim.errors import LlmsimError
+from llmsim.errors import ConfigError, LlmsimError
+from llmsim.metrics import parse_goodput
 from llmsim.result import SimulationResult
 
 
@@ -27,22 +28,68 @@ def run(
             "--out",
             "-o",
             help="Folder for requests.parquet, steps.parquet, "
-            "summary.json (default: runs/<scenario name>).",
+            "summary.json (default: runs/ then the scenario name).",
         ),
     ] = None,
     overrides: SetOpt = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="Print nothing on stdout and no progress; errors and warnings "
+            "about the result still go to stderr.",
+        ),
+    ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the summary as JSON on stdout (the summary.json written) "
+            "instead of the tables.",
+        ),
+    ] = False,
+    max_concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--max-concurrency",
+            min=1,
+            help="At most N requests in flight, as vLLM's benchmark: "
+            "sets workload.max_concurrency.",
+        ),
+    ] = None,
+    goodput: Annotated[
+        str | None,
+        typer.Option(
+            "--goodput",
+            help="SLOs for goodput as vLLM's benchmark takes them, in ms: "
+            "'ttft:2000 tpot:100' (keys ttft, tpot, e2el); sets metrics.slo_ttft_ms etc.",
+        ),
+    ] = None,
+    metric_percentiles: Annotated[
+        str | None,
+        typer.Option(
+            "--metric-percentiles",
+            help="More percentiles in the summary, comma-separated as "
+            "vLLM's benchmark takes them, e.g. 25,50,99.9 (keys p25_ttft_ms...).",
+        ),
+    ] = None,
 ) -> None:
-    """Run a scenario, print its summary and write its tables."""
+    """Run a scenario, print its summary and write its tables.
+
+    Example: llmsim run scenarios/quickstart.yaml --set workload.rate=6 --goodput 'ttft:2000
+    tpot:100' --json
+    """
     try:
-        sc = load(scenario, overrides)
+        extra = _benchmark_overrides(max_concurrency, goodput, metric_percentiles)
+        sc = load(scenario, [*(overrides or []), *extra])
         sim = Simulation(sc)
         before = _predicted_rejections(sim)
     except LlmsimError as exc:
         raise fail(exc) from None
     if before:
         _warn(before)
-    if quiet or not sys.stderr.isatty():
+    if quiet or as_json or not sys.stderr.isatty():
         result = sim.run()
     else:
         with Progress(
@@ -57,8 +104,38 @@ def run(
             result = sim.run(progress=lambda done, total: bar.update(task, completed=done))
     folder = out if out is not None else Path("runs") / sc.name
     paths = result.save(folder)
+    if quiet or as_json:
+        if as_json and not quiet:
+            sys.stdout.write(result.summary_json())
+        print_warnings(result)
+        return
     print_summary(result)
     out_console.print(f"wrote {', '.join(p.name for p in paths.values())} to {folder}/")
+
+
+def _benchmark_overrides(
+    max_concurrency: int | None, goodput: str | None, percentiles: str | None
+) -> list[str]:
+    """vLLM benchmark options as ``--set`` overrides."""
+    out = []
+    if max_concurrency is not None:
+        out.append(f"workload.max_concurrency={max_concurrency}")
+    if goodput is not None:
+        try:
+            slos = parse_goodput(goodput)
+        except ValueError as exc:
+            raise ConfigError(str(exc), field="--goodput") from None
+        out += [f"metrics.{k}={v:g}" for k, v in slos.items()]
+    if percentiles is not None:
+        try:
+            values = [float(p) for p in percentiles.split(",")]
+        except ValueError:
+            raise ConfigError(
+                f"'{percentiles}': give comma-separated numbers, e.g. 25,50,99.9",
+                field="--metric-percentiles",
+            ) from None
+        out.append(f"metrics.percentiles=[{', '.join(f'{p:g}' for p in values)}]")
+    return out
 
 
 def print_summary(result: SimulationResult) -> None:
@@ -135,6 +212,12 @@ def print_summary(result: SimulationResult) -> None:
     out_console.print(thr)
     if result.by_pool is not None:
         _print_groups(result.by_pool, "Per pool")
+    print_warnings(result)
+
+
+def print_warnings(result: SimulationResult) -> None:
+    """What the summary's averages do not say (rejections, overload, preemption,
+    extrapolation), one line each on stderr."""
     for warning in result.warnings:
         _warn(warning)
 
@@ -188,7 +271,10 @@ def _print_groups(frame: pd.DataFrame, title: str) -> None:
 
 
 def validate(scenario: ScenarioArg, overrides: SetOpt = None) -> None:
-    """Check a scenario (fields, names, memory fit) without running it."""
+    """Check a scenario (fields, names, memory fit) without running it.
+
+    Example: llmsim validate my.yaml --set hardware=L40S
+    """
     try:
         sc = load(scenario, overrides)
         sim = Simulation(sc)  # every replica and the workload, as run builds them

@@ -111,7 +111,8 @@ def serving_fidelity(
     out.mkdir(parents=True, exist_ok=True)
     written = _write(table, summary, folds, out)
     if plots:
-        written.append(_plot(table, out, label))
+        gpus = ", ".join(sorted({r.scenario.hardware for r in runs}))
+        written.append(_plot(table, out, label, gpus))
     _print(summary, label, len(runs))
     took = time.perf_counter() - started
     out_console.print(f"wrote {', '.join(str(p) for p in written)} in {took:.1f} s")
@@ -153,7 +154,7 @@ def _print(summary: pd.DataFrame, label: str, n: int) -> None:
     out_console.print(t)
 
 
-def _plot(table: pd.DataFrame, out: Path, label: str) -> Path:
+def _plot(table: pd.DataFrame, out: Path, label: str, gpus: str) -> Path:
     """``serving.png``: predicted against measured, one panel per metric, one colour per model."""
     import matplotlib
 
@@ -202,12 +203,11 @@ def _plot(table: pd.DataFrame, out: Path, label: str) -> Path:
     labelled = [ax for ax in axes if ax.get_legend_handles_labels()[0]]
     if labelled:
         handles, names = labelled[0].get_legend_handles_labels()
-        fig.legend(handles, names, loc="lower center", ncol=3, fontsize=8, title="model")
+        fig.legend(handles, names, loc="outside lower center", ncol=3, fontsize=8, title="model")
     fig.suptitle(
-        f"Serving runs, whole run, predicted against measured (dashed: +-10 %)\n{label}",
+        f"Serving runs on {gpus}, whole run, predicted against measured (dashed: +-10 %)\n{label}",
         fontsize=10,
     )
-    fig.tight_layout(rect=(0, 0.1 if labelled else 0, 1, 1))
     path = out / "serving.png"
     atomic_write(path, partial(fig.savefig, format="png", dpi=110))
     plt.close(fig)

@@ -19,6 +19,7 @@ from llmsim.workload.arrivals import (
     GammaArrivals,
     PoissonArrivals,
 )
+from llmsim.workload.bench_datasets import BenchDataset, RandomDataset, SonnetDataset
 from llmsim.workload.classes import ClassRule, assign_classes
 from llmsim.workload.closed_loop import ClosedLoopArrivals, ClosedLoopClients, Send
 from llmsim.workload.datasets import DATASETS, TRACE_DATASETS
@@ -70,6 +71,11 @@ class WorkloadConfig(BaseModel):
     lengths: DatasetLengths | None = Field(
         default=None, description="Prompt and output drawn together from one dataset row."
     )
+    dataset: BenchDataset | None = Field(
+        default=None,
+        description="vLLM benchmark dataset (random or sonnet) giving prompt and output lengths "
+        "and a shared prefix (instead of prompt_tokens, output_tokens or lengths).",
+    )
     sessions: SessionConfig | None = None
     shared_prefix: SharedPrefixConfig | None = Field(
         default=None,
@@ -80,6 +86,13 @@ class WorkloadConfig(BaseModel):
         default=(), description="Rules naming request classes, first match wins."
     )
     num_requests: int | None = Field(default=None, gt=0)
+    max_concurrency: int | None = Field(
+        default=None,
+        gt=0,
+        description="At most this many requests in flight (vLLM benchmark's --max-concurrency): "
+        "a request due while that many are out waits at the client until one finishes, and "
+        "its latency counts from when it is sent.",
+    )
     duration_s: float | None = Field(default=None, gt=0, description="Arrivals stop after this.")
 
     @model_validator(mode="after")
@@ -87,22 +100,40 @@ class WorkloadConfig(BaseModel):
         if (self.arrival is None) == (self.trace is None):
             raise ValueError("give exactly one of 'arrival' or 'trace'")
         if self.trace is not None:
-            for name in ("prompt_tokens", "output_tokens", "lengths", "sessions", "shared_prefix"):
+            for name in (
+                "prompt_tokens",
+                "output_tokens",
+                "lengths",
+                "dataset",
+                "sessions",
+                "shared_prefix",
+            ):
                 if getattr(self, name) is not None:
                     raise ValueError(f"'{name}' cannot be used with a trace: the trace has them")
             return self
         arrival = self.arrival
         given = self.prompt_tokens is not None or self.output_tokens is not None
-        if self.shared_prefix is not None:
+        if self.dataset is not None:
+            for name in ("prompt_tokens", "output_tokens", "lengths", "sessions", "shared_prefix"):
+                if getattr(self, name) is not None:
+                    raise ValueError(
+                        f"dataset {self.dataset.kind} sets the prompts and outputs: remove '{name}'"
+                    )
+        elif self.shared_prefix is not None:
             for name in ("prompt_tokens", "lengths", "sessions"):
                 if getattr(self, name) is not None:
                     raise ValueError(f"shared_prefix sets the prompts: remove '{name}'")
             if self.output_tokens is None:
                 raise ValueError("shared_prefix needs output_tokens")
         elif given == (self.lengths is not None):
-            raise ValueError("give either prompt_tokens and output_tokens, or lengths")
+            raise ValueError("give either prompt_tokens and output_tokens, lengths or dataset")
         elif given and (self.prompt_tokens is None or self.output_tokens is None):
             raise ValueError("give both prompt_tokens and output_tokens")
+        if isinstance(arrival, ClosedLoopArrivals) and self.max_concurrency is not None:
+            raise ValueError(
+                "closed-loop clients already cap the requests in flight at arrival.clients: "
+                "remove max_concurrency"
+            )
         if isinstance(arrival, StagedArrivals):
             if self.num_requests is not None or self.duration_s is not None:
                 raise ValueError(
@@ -180,7 +211,9 @@ def _synthetic(
     def lengths(
         rng_prompt: np.random.Generator, rng_output: np.random.Generator, n: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        if cfg.lengths is not None:
+        if cfg.dataset is not None:
+            p, o = cfg.dataset.draw(rng_prompt, rng_output, n)
+        elif cfg.lengths is not None:
             p, o = cfg.lengths.sample(rng_prompt, n)
         elif cfg.shared_prefix is not None:
             assert cfg.output_tokens is not None
@@ -221,6 +254,8 @@ def _synthetic(
         prefix = None
         if cfg.shared_prefix is not None:
             p, prefix = cfg.shared_prefix.draw(rng_prompt, len(times))
+        elif cfg.dataset is not None:
+            prefix = cfg.dataset.prefix(len(times))
         stream = RequestStream(
             np.asarray(times, dtype=float), p, o, prefix=prefix, stage=stage, stage_starts=starts
         )
@@ -243,6 +278,7 @@ __all__ = [
     "TRACE_DATASETS",
     "ArrivalConfig",
     "BatchArrivals",
+    "BenchDataset",
     "ClassRule",
     "ClosedLoopArrivals",
     "ClosedLoopClients",
@@ -263,12 +299,14 @@ __all__ = [
     "PiecewiseArrivals",
     "PoissonArrivals",
     "PrefixHashes",
+    "RandomDataset",
     "RateSegment",
     "RequestStream",
     "Send",
     "SessionConfig",
     "SessionHashes",
     "SharedPrefixConfig",
+    "SonnetDataset",
     "Stage",
     "StagedArrivals",
     "TargetLength",

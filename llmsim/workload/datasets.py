@@ -13,7 +13,7 @@ from llmsim.errors import ConfigError
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
 DATASETS: dict[str, str] = {
-    "sharegpt": "sharegpt_llama2_lengths.csv.gz",
+    "sharegpt_multiturn": "sharegpt_llama2_lengths.csv.gz",
     "arxiv": "arxiv_summarization_lengths.csv.gz",
     "azure_conv": "azure_llm_2023_conv.csv.gz",
     "azure_code": "azure_llm_2023_code.csv.gz",
@@ -21,12 +21,31 @@ DATASETS: dict[str, str] = {
 """Length datasets (CSV) by the name a scenario uses."""
 
 PAIRED_COLUMNS: dict[str, tuple[str, str]] = {
-    "sharegpt": ("num_prefill_tokens", "num_decode_tokens"),
+    "sharegpt_multiturn": ("num_prefill_tokens", "num_decode_tokens"),
     "arxiv": ("num_prefill_tokens", "num_decode_tokens"),
     "azure_conv": ("ContextTokens", "GeneratedTokens"),
     "azure_code": ("ContextTokens", "GeneratedTokens"),
 }
 """The prompt and output columns of each length dataset."""
+
+RENAMED_DATASETS: dict[str, str] = {"sharegpt": "sharegpt_multiturn"}
+"""Former dataset names and their new ones. ``sharegpt`` was renamed because it is not the
+ShareGPT_V3 single-turn set vLLM's and SGLang's benchmarks mean by that name, but Sarathi-Serve's
+multi-turn conversations (prompts several times longer)."""
+
+
+def check_dataset(name: str) -> None:
+    """Raise ValueError naming what is valid when ``name`` is not a shipped length dataset."""
+    if name in RENAMED_DATASETS:
+        raise ValueError(
+            f"dataset '{name}' was renamed '{RENAMED_DATASETS[name]}': it holds Sarathi-Serve's "
+            "multi-turn ShareGPT conversations (mean prompt about 2,300 tokens), not the "
+            "ShareGPT_V3 single-turn prompts of vLLM's benchmark; use "
+            f"'{RENAMED_DATASETS[name]}', or the 'random' workload dataset for fixed lengths"
+        )
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset '{name}'; valid: {', '.join(DATASETS)}")
+
 
 TRACE_DATASETS: dict[str, tuple[str, str]] = {
     "azure_conv": ("azure_llm_2023_conv.csv.gz", "azure"),

@@ -9,7 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmsim.errors import ConfigError
 from llmsim.workload.datasets import DATA_DIR as DATA_DIR
-from llmsim.workload.datasets import DATASETS, PAIRED_COLUMNS, dataset_path, read_column
+from llmsim.workload.datasets import (
+    DATASETS,
+    PAIRED_COLUMNS,
+    check_dataset,
+    dataset_path,
+    read_column,
+)
 
 
 class _Length(BaseModel):
@@ -89,8 +95,8 @@ class EmpiricalLength(_Length):
     def _one_source(self) -> EmpiricalLength:
         if (self.dataset is None) == (self.path is None):
             raise ValueError("give exactly one of 'dataset' or 'path'")
-        if self.dataset is not None and self.dataset not in DATASETS:
-            raise ValueError(f"unknown dataset '{self.dataset}'; valid: {', '.join(DATASETS)}")
+        if self.dataset is not None:
+            check_dataset(self.dataset)
         return self
 
     def values(self) -> np.ndarray:
@@ -145,8 +151,8 @@ class DatasetLengths(BaseModel):
         sources = [s for s in (self.dataset, self.path, self.inline) if s is not None]
         if len(sources) != 1:
             raise ValueError("give exactly one of 'dataset', 'path' or 'inline'")
-        if self.dataset is not None and self.dataset not in DATASETS:
-            raise ValueError(f"unknown dataset '{self.dataset}'; valid: {', '.join(DATASETS)}")
+        if self.dataset is not None:
+            check_dataset(self.dataset)
         if self.path is not None and (self.prompt_column is None or self.output_column is None):
             raise ValueError("a CSV path needs prompt_column and output_column")
         if self.inline is not None:
