@@ -4,6 +4,7 @@
 - :mod:`llmsim.cli.catalog`: ``hardware`` and ``models``
 - :mod:`llmsim.cli.calibrate`: ``calibrate`` and ``profile``
 - :mod:`llmsim.cli.fidelity` (with :mod:`llmsim.cli.serving`): ``fidelity``
+- :mod:`llmsim.cli.sweep`: ``sweep``
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from llmsim.cli.calibrate import calibrate, profile
 from llmsim.cli.catalog import hardware, models
 from llmsim.cli.fidelity import fidelity
 from llmsim.cli.run import run, validate
+from llmsim.cli.sweep import sweep
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="Simulate LLM serving: latency and throughput of models, GPUs and batching policies.",
 )
-for verb in (run, validate, hardware, models, calibrate, fidelity, profile):
+for verb in (run, validate, sweep, hardware, models, calibrate, fidelity, profile):
     app.command()(verb)
 
 
