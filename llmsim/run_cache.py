@@ -56,5 +56,5 @@ class RunCache:
         return record if isinstance(record, dict) else None
 
     def put(self, key: str, record: dict[str, Any]) -> None:
-        text = json.dumps(record, indent=1, sort_keys=True) + "\n"
+        text = json.dumps(record, indent=1) + "\n"  # key order kept: it orders the columns
         atomic_write_text(self.path(key), text)

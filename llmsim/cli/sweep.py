@@ -88,7 +88,8 @@ def sweep(
         sc = load(scenario, overrides)
         axes = parse_axes(vary)
         pcts = check_percentiles(percentiles or ["p50", "p99"])
-        pool = make_executor(_kind(executor), jobs or default_workers(), address)
+        workers = jobs if jobs is not None else default_workers()
+        pool = make_executor(_kind(executor), workers, address)
     except LlmsimError as exc:
         raise fail(exc) from None
     folder = out if out is not None else Path("sweeps") / sc.name
