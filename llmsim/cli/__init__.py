@@ -5,6 +5,7 @@
 - :mod:`llmsim.cli.calibrate`: ``calibrate`` and ``profile``
 - :mod:`llmsim.cli.fidelity` (with :mod:`llmsim.cli.serving`): ``fidelity``
 - :mod:`llmsim.cli.sweep`: ``sweep``
+- :mod:`llmsim.cli.check`: ``check``
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import typer
 
 from llmsim.cli.calibrate import calibrate, profile
 from llmsim.cli.catalog import hardware, models
+from llmsim.cli.check import check
 from llmsim.cli.fidelity import fidelity
 from llmsim.cli.run import run, validate
 from llmsim.cli.sweep import sweep
@@ -22,7 +24,7 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Simulate LLM serving: latency and throughput of models, GPUs and batching policies.",
 )
-for verb in (run, validate, sweep, hardware, models, calibrate, fidelity, profile):
+for verb in (run, validate, sweep, check, hardware, models, calibrate, fidelity, profile):
     app.command()(verb)
 
 
