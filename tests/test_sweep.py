@@ -270,3 +270,29 @@ def test_cli_bad_input_is_one_line_exit_2(
     assert res.exit_code == 2
     assert words in res.output
     assert "Traceback" not in res.output
+
+
+def test_figures_name_model_gpu_units_and_configurations(scenario: llmsim.Scenario) -> None:
+    import matplotlib.pyplot as plt
+
+    from llmsim.sweep_plots import latency_vs_load, latency_vs_throughput
+
+    axes = parse_axes(["workload.rate=2,20", "policy.max_num_seqs=1,2"])
+    table = run_sweep(scenario, axes).table
+    fig = latency_vs_throughput(table, axes, percentiles=["p99"], name="tiny")
+    title = fig._suptitle.get_text()  # type: ignore[union-attr]
+    assert "tiny" in title and "Llama-3.1-8B" in title and "1x H100-SXM" in title
+    panels = fig.axes
+    assert [a.get_ylabel() for a in panels] == ["TTFT (ms)", "TPOT (ms)", "E2E latency (ms)"]
+    assert panels[0].get_xlabel() == "achieved throughput (req/s)"
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["max_num_seqs=1", "max_num_seqs=2", "p99", "saturated"]
+    # one line per configuration and percentile, through its points in order of load
+    line = panels[0].get_lines()[0]
+    ok = table[table["policy.max_num_seqs"] == 1]
+    assert list(line.get_xdata()) == ok["request_throughput"].tolist()
+    assert list(line.get_ydata()) == ok["p99_ttft_ms"].tolist()
+    load = latency_vs_load(table, axes, percentiles=["p99"], name="tiny")
+    assert load.axes[-1].get_ylabel() == "goodput (req/s within SLOs)"
+    assert load.axes[0].get_xlabel() == "offered load (req/s)"
+    plt.close("all")
