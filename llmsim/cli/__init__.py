@@ -6,6 +6,7 @@
 - :mod:`llmsim.cli.fidelity` (with :mod:`llmsim.cli.serving`): ``fidelity``
 - :mod:`llmsim.cli.sweep`: ``sweep``
 - :mod:`llmsim.cli.check`: ``check``
+- :mod:`llmsim.cli.plan`: ``plan``
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from llmsim.cli.calibrate import calibrate, profile
 from llmsim.cli.catalog import hardware, models
 from llmsim.cli.check import check
 from llmsim.cli.fidelity import fidelity
+from llmsim.cli.plan import plan
 from llmsim.cli.run import run, validate
 from llmsim.cli.sweep import sweep
 
@@ -24,7 +26,7 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Simulate LLM serving: latency and throughput of models, GPUs and batching policies.",
 )
-for verb in (run, validate, sweep, check, hardware, models, calibrate, fidelity, profile):
+for verb in (run, validate, sweep, check, plan, hardware, models, calibrate, fidelity, profile):
     app.command()(verb)
 
 
