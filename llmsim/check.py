@@ -25,10 +25,10 @@ from typing import Any, Literal
 import numpy as np
 
 from llmsim.atomic import atomic_write_text
-from llmsim.errors import ConfigError, LlmsimError
-from llmsim.executors import Executor, LocalExecutor
+from llmsim.errors import ConfigError
+from llmsim.executors import Executor
 from llmsim.scenario import Scenario
-from llmsim.sweep import run_point
+from llmsim.sweep import run_many
 
 DEFAULT_METRICS = (
     "p99_ttft_ms",
@@ -156,15 +156,8 @@ def seeds_for(scenario: Scenario, n: int) -> list[int]:
 def run_seeds(
     scenario: Scenario, seeds: Sequence[int], executor: Executor | None = None
 ) -> list[dict[str, Any]]:
-    """The summary of ``scenario`` under each seed, in seed order (NaN as None). A failing
-    run is an error naming the scenario and the seed."""
-    jobs = [(scenario.with_overrides({"seed": s}).to_yaml(), scenario.source) for s in seeds]
-    out: list[dict[str, Any]] = [{} for _ in seeds]
-    for i, reply in (executor or LocalExecutor()).map_unordered(run_point, jobs):
-        if "error" in reply:
-            raise LlmsimError(f"{scenario.source} (seed {seeds[i]}): {reply['error']}")
-        out[i] = reply["summary"]
-    return out
+    """The summary of ``scenario`` under each seed, in seed order (NaN as None)."""
+    return run_many([scenario.with_overrides({"seed": s}) for s in seeds], executor)
 
 
 def per_metric(summaries: list[dict[str, Any]]) -> dict[str, list[float]]:

@@ -28,7 +28,7 @@ from llmsim.errors import ConfigError, LlmsimError
 from llmsim.executors import Executor, LocalExecutor
 from llmsim.hardware import get_hardware
 from llmsim.scenario import Scenario
-from llmsim.sweep import SATURATION_RATIO, run_point
+from llmsim.sweep import SATURATION_RATIO, run_many
 
 LATENCY_NAMES = {"ttft": "ttft", "tpot": "tpot", "itl": "itl", "e2e": "e2el", "e2el": "e2el"}
 PERCENTILE_NAMES = {"mean": "mean", "p50": "median", "median": "median", "p90": "p90", "p99": "p99"}
@@ -190,13 +190,7 @@ def judge(summary: dict[str, Any], slos: Sequence[SLO], rate: float) -> tuple[bo
 def _run(
     scenario: Scenario, overrides: list[dict[str, Any]], executor: Executor
 ) -> list[dict[str, Any]]:
-    jobs = [(scenario.with_overrides(o).to_yaml(), scenario.source) for o in overrides]
-    out: list[dict[str, Any]] = [{} for _ in jobs]
-    for i, reply in executor.map_unordered(run_point, jobs):
-        if "error" in reply:
-            raise LlmsimError(str(reply["error"]))
-        out[i] = reply["summary"]
-    return out
+    return run_many([scenario.with_overrides(o) for o in overrides], executor)
 
 
 def per_replica_rate(

@@ -34,6 +34,7 @@ __all__ = [
     "SweepResult",
     "crossover_rate",
     "max_rate_under",
+    "run_many",
     "run_point",
     "run_sweep",
     "run_with",
@@ -95,6 +96,21 @@ def run_point(job: tuple[str, str]) -> dict[str, Any]:
     except Exception as exc:  # a bug or a custom policy's own error: report, do not stop
         return {"error": f"{type(exc).__name__}: {exc}"}
     return {"summary": json_ready(summary)}
+
+
+def run_many(
+    scenarios: Sequence[Scenario], executor: Executor | None = None
+) -> list[dict[str, Any]]:
+    """The summaries (NaN as None) of resolved scenarios, in their order, on ``executor``;
+    the first failing run is an error naming its scenario and seed."""
+    jobs = [(sc.to_yaml(), sc.source) for sc in scenarios]
+    out: list[dict[str, Any]] = [{} for _ in jobs]
+    for i, reply in (executor or LocalExecutor()).map_unordered(run_point, jobs):
+        if "error" in reply:
+            sc = scenarios[i]
+            raise LlmsimError(f"{sc.source} (seed {sc.seed}): {reply['error']}")
+        out[i] = reply["summary"]
+    return out
 
 
 @dataclass(frozen=True)

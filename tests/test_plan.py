@@ -142,3 +142,29 @@ def test_cli_bad_input_exit_2(tmp_path: Path, extra: list[str], words: str) -> N
     res = runner.invoke(app, ["plan", str(tmp_path / "fleet.yaml"), "--rate", "15", *extra])
     assert res.exit_code == 2, res.output
     assert words in res.output and "Traceback" not in res.output
+
+
+def test_warnings_near_an_slo_edge_and_when_seeds_disagree(scenario: llmsim.Scenario) -> None:
+    from llmsim.plan import CandidatePlan, FleetRun, warnings
+
+    slo = parse_slo("ttft:p99<1000")
+    plan = CandidatePlan(Candidate("h100", {}), scenario, 1, 2.99, 10.0, 3)
+    plan.fleets[2] = FleetRun(
+        2, [{"p99_ttft_ms": 900.0}, {"p99_ttft_ms": 1200.0}], [True, False], ["", "x"]
+    )
+    plan.fleets[3] = FleetRun(
+        3, [{"p99_ttft_ms": 500.0}, {"p99_ttft_ms": 950.0}], [True, True], ["", ""]
+    )
+    plan.replicas = 3
+    said = warnings(plan, [slo])
+    assert said == [
+        "ttft:p99<1000: the worst seed is 5% inside the limit",
+        "2 replicas pass under 1 of 2 seeds: the answer depends on the seed",
+    ]
+    plan.fleets[3] = FleetRun(
+        3, [{"p99_ttft_ms": 500.0}, {"p99_ttft_ms": 600.0}], [True, True], ["", ""]
+    )
+    plan.fleets[2] = FleetRun(
+        2, [{"p99_ttft_ms": 1100.0}, {"p99_ttft_ms": 1200.0}], [False, False], ["x", "x"]
+    )
+    assert warnings(plan, [slo]) == []
