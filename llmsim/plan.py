@@ -193,24 +193,29 @@ def _run(
     return run_many([scenario.with_overrides(o) for o in overrides], executor)
 
 
-def per_replica_rate(
+def sustained_rate(
     scenario: Scenario,
     slos: Sequence[SLO],
     executor: Executor,
     *,
+    replicas: int = 1,
+    seeds: Sequence[int] | None = None,
     rel_tol: float = 0.05,
     max_runs: int = 10,
 ) -> float:
-    """The highest Poisson rate one replica serves within the SLOs (first seed), by bisection
-    between a 64th of its offline capacity and that capacity; 0 when even the lowest fails."""
+    """The highest Poisson rate a fleet of ``replicas`` serves within the SLOs under every
+    seed (default: the scenario's), by bisection between a 64th of the fleet's offline
+    capacity and that capacity; 0 when even the lowest fails."""
     n = scenario.workload.num_requests or 1000
     offline = {"workload.arrival": {"kind": "batch"}, "workload.num_requests": n,
-               "workload.duration_s": None, "data_parallel": 1}  # fmt: skip
+               "workload.duration_s": None, "data_parallel": replicas}  # fmt: skip
     cap = float(_run(scenario, [offline], executor)[0]["request_throughput"])
+    seed_list = list(seeds) if seeds is not None else [scenario.seed]
 
     def ok(rate: float) -> bool:
-        s = _run(scenario, [{"workload.arrival.rate": rate, "data_parallel": 1}], executor)[0]
-        return judge(s, slos, rate)[0]
+        base = {"workload.arrival.rate": rate, "data_parallel": replicas}
+        runs = _run(scenario, [{**base, "seed": s} for s in seed_list], executor)
+        return all(judge(s, slos, rate)[0] for s in runs)
 
     lo, hi = cap / 64, cap
     if not ok(lo):
@@ -221,6 +226,12 @@ def per_replica_rate(
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if ok(mid) else (lo, mid)
     return lo
+
+
+def per_replica_rate(scenario: Scenario, slos: Sequence[SLO], executor: Executor) -> float:
+    """The highest rate one replica serves within the SLOs under the first seed: where the
+    fleet search starts."""
+    return sustained_rate(scenario, slos, executor)
 
 
 def size_fleet(

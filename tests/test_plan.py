@@ -168,3 +168,17 @@ def test_warnings_near_an_slo_edge_and_when_seeds_disagree(scenario: llmsim.Scen
         2, [{"p99_ttft_ms": 1100.0}, {"p99_ttft_ms": 1200.0}], [False, False], ["x", "x"]
     )
     assert warnings(plan, [slo]) == []
+
+
+def test_load_a_given_fleet_sustains(scenario: llmsim.Scenario, tmp_path: Path) -> None:
+    from llmsim.plan import sustained_rate
+
+    rate = sustained_rate(scenario, LOOSE, LocalExecutor(), replicas=3, seeds=[2, 3])
+    assert 27.0 <= rate <= 30.0 / 0.9  # three replicas of 10 req/s each
+    (tmp_path / "fleet.yaml").write_text(SCENARIO)
+    args = ["plan", str(tmp_path / "fleet.yaml"), "--slo", "ttft:p99<100000", "-n", "1"]
+    res = runner.invoke(app, [*args, "--replicas", "3", "-j", "1"])
+    assert res.exit_code == 0, res.output
+    assert "Load 3 replicas sustain" in res.output and "3 x H100-SXM" in res.output
+    both = runner.invoke(app, [*args, "--replicas", "3", "--rate", "5"])
+    assert both.exit_code == 2 and "give --rate" in both.output

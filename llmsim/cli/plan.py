@@ -11,14 +11,23 @@ from rich.table import Table
 from llmsim.atomic import atomic_write_text
 from llmsim.cli.common import ScenarioArg, SetOpt, err_console, fail, load, out_console
 from llmsim.errors import ConfigError, LlmsimError
-from llmsim.executors import default_workers, make_executor
-from llmsim.plan import Candidate, parse_candidate, parse_slo, plan_capacity, warnings
+from llmsim.executors import Executor, default_workers, make_executor
+from llmsim.plan import (
+    SLO,
+    Candidate,
+    parse_candidate,
+    parse_slo,
+    plan_capacity,
+    prepare,
+    sustained_rate,
+    warnings,
+)
 from llmsim.report import HEAD, Question, recommendation, rows, to_html, to_markdown
+from llmsim.scenario import Scenario
 
 
 def plan(
     scenario: ScenarioArg,
-    rate: Annotated[float, typer.Option("--rate", help="Target load, requests per second.")],
     slos: Annotated[
         list[str],
         typer.Option(
@@ -28,6 +37,18 @@ def plan(
             show_default=False,
         ),
     ],
+    rate: Annotated[
+        float | None,
+        typer.Option("--rate", help="Target load, requests per second (or give --replicas)."),
+    ] = None,
+    replicas: Annotated[
+        int | None,
+        typer.Option(
+            "--replicas",
+            help="The reverse question: the highest load this many replicas of each "
+            "candidate sustain within the SLOs.",
+        ),
+    ] = None,
     candidates: Annotated[
         list[str] | None,
         typer.Option(
@@ -69,12 +90,22 @@ def plan(
                 ) from None
         workers = jobs if jobs is not None else default_workers()
         pool = make_executor("process", workers)
+        if (rate is None) == (replicas is None):
+            raise ConfigError(
+                "give --rate (the fleet for a load) or --replicas (the load for a fleet)",
+                field="--rate",
+            )
+        if replicas is not None:
+            _reverse(sc, cands, parsed, replicas, seeds, price_map, pool)
+            return
+        assert rate is not None
         plans = plan_capacity(
             sc, cands, parsed, rate, seeds=seeds, prices=price_map, executor=pool,
             progress=lambda msg: err_console.print(f"[dim]{msg}[/]", highlight=False),
         )  # fmt: skip
     except LlmsimError as exc:
         raise fail(exc) from None
+    assert rate is not None
     cost = sc.engine.cost.kind
     q = Question(sc.name, sc.model, rate, parsed, seeds, cost)
     t = Table(title="Capacity plan", title_justify="left")
@@ -92,3 +123,29 @@ def plan(
     atomic_write_text(folder / "plan.md", to_markdown(plans, q))
     atomic_write_text(folder / "plan.html", to_html(plans, q))
     out_console.print(f"wrote plan.md, plan.html to {folder}/")
+
+
+def _reverse(
+    sc: Scenario,
+    cands: list[Candidate],
+    slos: list[SLO],
+    replicas: int,
+    seeds: int,
+    prices: dict[str, float],
+    pool: Executor,
+) -> None:
+    if replicas < 1:
+        raise ConfigError(f"--replicas must be at least 1 (got {replicas})", field="--replicas")
+    t = Table(title=f"Load {replicas} replicas sustain within the SLOs", title_justify="left")
+    for h in ("candidate", "GPUs", "$/hour", "req/s (all seeds pass)"):
+        t.add_column(h)
+    for cand in cands:
+        rate = getattr(sc.workload.arrival, "rate", 1.0)
+        p = prepare(sc, cand, rate, prices)
+        err_console.print(f"[dim]{cand.label}: bisection on the rate[/]", highlight=False)
+        seed_list = [p.scenario.seed + i for i in range(seeds)]
+        r = sustained_rate(p.scenario, slos, pool, replicas=replicas, seeds=seed_list)
+        gpus = replicas * p.gpus_per_replica
+        t.add_row(cand.label, f"{gpus} x {p.scenario.hardware}",
+                  f"{gpus * p.price_per_gpu_hour:,.2f}", f"{r:,.2f}")  # fmt: skip
+    out_console.print(t)
