@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from llmsim.atomic import atomic_write_text
-from llmsim.errors import ConfigError
+from llmsim.errors import ConfigError, did_you_mean
 from llmsim.executors import Executor
 from llmsim.scenario import Scenario
 from llmsim.sweep import run_many
@@ -175,11 +175,18 @@ def compare(
     metrics: Sequence[str],
     tolerances: dict[str, float],
     default_tolerance: float,
+    strict: bool = False,
 ) -> list[MetricCheck]:
-    """The checks of one scenario: the chosen metrics both sides report, then every failure
-    count either side reports."""
+    """The checks of one scenario: the chosen metrics either side reports (``strict``: a
+    metric neither reports is an error), then every failure count either side reports."""
     checks = []
     for m in metrics:
+        if strict and m not in base and m not in cand:
+            raise ConfigError(
+                f"metric '{m}' is not in the summary of '{scenario}'"
+                f"{did_you_mean(m, [*base, *cand])}; valid: {', '.join(sorted(base))}",
+                field="--metric",
+            )
         if m in base or m in cand:
             nan = [math.nan] * len(next(iter(base.values())))
             tol = tolerances.get(m, default_tolerance)
@@ -301,6 +308,7 @@ def check_scenarios(
     tolerance: float = 0.05,
     tolerances: dict[str, float] | None = None,
     executor: Executor | None = None,
+    strict: bool = False,
 ) -> CheckReport:
     """Run each (baseline, candidate) pair under ``seeds`` paired seeds (the baseline's seed
     and the next ones, or the candidate's for a stored baseline) and compare them. A stored
@@ -312,5 +320,7 @@ def check_scenarios(
             per_metric(run_seeds(base, chosen, executor)) if isinstance(base, Scenario) else base
         )
         cand_values = per_metric(run_seeds(cand, chosen, executor))
-        checks += compare(cand.name, base_values, cand_values, metrics, tolerances or {}, tolerance)
+        checks += compare(
+            cand.name, base_values, cand_values, metrics, tolerances or {}, tolerance, strict
+        )
     return CheckReport(checks, seeds)

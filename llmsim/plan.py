@@ -33,6 +33,8 @@ from llmsim.sweep import SATURATION_RATIO, run_many
 LATENCY_NAMES = {"ttft": "ttft", "tpot": "tpot", "itl": "itl", "e2e": "e2el", "e2el": "e2el"}
 PERCENTILE_NAMES = {"mean": "mean", "p50": "median", "median": "median", "p90": "p90", "p99": "p99"}
 MAX_REPLICAS = 4096
+GROWTH_CAP = 8
+"""The search gives up above this many times the per-replica estimate."""
 NEAR_EDGE = 0.1
 """A fleet whose worst seed is within this share of an SLO limit sits near its edge."""
 
@@ -209,7 +211,17 @@ def sustained_rate(
     n = scenario.workload.num_requests or 1000
     offline = {"workload.arrival": {"kind": "batch"}, "workload.num_requests": n,
                "workload.duration_s": None, "data_parallel": replicas}  # fmt: skip
-    cap = float(_run(scenario, [offline], executor)[0]["request_throughput"])
+    first = _run(scenario, [offline], executor)[0]
+    for slo in slos:
+        if slo.metric not in first:
+            needs_slo = slo.metric in ("goodput", "slo_attainment")
+            hint = " (it needs metrics.slo_ttft_ms or slo_tpot_ms)" if needs_slo else ""
+            raise ConfigError(
+                f"'{slo.text}': the summary has no '{slo.metric}'{hint}; valid: "
+                f"{', '.join(sorted(first))}",
+                field="--slo",
+            )
+    cap = float(first["request_throughput"])
     seed_list = list(seeds) if seeds is not None else [scenario.seed]
 
     def ok(rate: float) -> bool:
@@ -263,7 +275,11 @@ def size_fleet(
         while not fleet(hi).passes:
             lo = hi
             hi *= 2
-            if hi > MAX_REPLICAS:
+            if hi > GROWTH_CAP * n:
+                plan.error = (
+                    f"no fleet up to {lo} replicas ({GROWTH_CAP}x the per-replica estimate) "
+                    f"passes: {next(r for r in fleet(lo).reasons if r)}"
+                )
                 return
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -322,12 +338,17 @@ def plan_capacity(
         try:
             if progress:
                 progress(f"{cand.label}: one replica's rate within the SLOs")
-            plan.per_replica_rate = per_replica_rate(plan.scenario, slos, executor)
-            r1 = plan.per_replica_rate
-            plan.estimate = math.ceil(rate / r1) if r1 > 0 else MAX_REPLICAS
-            if plan.estimate <= MAX_REPLICAS:
+            plan.per_replica_rate = r1 = per_replica_rate(plan.scenario, slos, executor)
+            if r1 <= 0:
+                plan.error = "one replica misses the SLOs even at a 64th of its capacity"
+            elif math.ceil(rate / r1) > MAX_REPLICAS:
+                plan.error = f"more than {MAX_REPLICAS} replicas ({r1:.3g} req/s each)"
+            else:
+                plan.estimate = math.ceil(rate / r1)
                 size_fleet(plan, slos, rate, seed_list, executor, progress)
         except LlmsimError as exc:
+            if isinstance(exc, ConfigError) and exc.field == "--slo":
+                raise  # the question is wrong, not this candidate
             plan.error = str(exc)
         plans.append(plan)
     return sorted(plans, key=lambda p: (p.replicas is None, p.dollars_per_hour, p.gpus))

@@ -213,6 +213,14 @@ def test_committed_baseline(files: Path) -> None:
         (["gate.yaml", "--baseline", "missing.json"], "baseline file not found"),
         (["gate.yaml", "--candidate-policy", "team_policies:Nope"], "has no 'Nope'"),
         (["gate.yaml", "--update-baseline"], "--update-baseline needs --baseline"),
+        (
+            ["gate.yaml", "--baseline", "b.json", "--update-baseline", "--candidate-set", "seed=1"],
+            "drop --candidate",
+        ),
+        (
+            ["gate.yaml", "--candidate-set", "seed=2", "-m", "p99_ttft", "-n", "1"],
+            "metric 'p99_ttft' is not in the summary of 'gate' (did you mean",
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_2(files: Path, args: list[str], words: str) -> None:

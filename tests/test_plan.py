@@ -182,3 +182,12 @@ def test_load_a_given_fleet_sustains(scenario: llmsim.Scenario, tmp_path: Path) 
     assert "Load 3 replicas sustain" in res.output and "3 x H100-SXM" in res.output
     both = runner.invoke(app, [*args, "--replicas", "3", "--rate", "5"])
     assert both.exit_code == 2 and "give --rate" in both.output
+
+
+def test_unreachable_slo_and_unknown_metric(scenario: llmsim.Scenario) -> None:
+    # every request takes 10 steps of 10 ms: a p50 E2E under 50 ms is out of reach
+    (plan,) = plan_capacity(scenario, [Candidate("h100", {})], [parse_slo("e2e:p50<50")], 5.0)
+    assert plan.replicas is None and plan.fleets == {}
+    assert plan.error == "one replica misses the SLOs even at a 64th of its capacity"
+    with pytest.raises(ConfigError, match=r"'goodput>1': the summary has no 'goodput' \(it needs"):
+        plan_capacity(scenario, [Candidate("h100", {})], [parse_slo("goodput>1")], 5.0)

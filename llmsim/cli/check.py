@@ -113,6 +113,12 @@ def check(
             )
         if update_baseline and baseline is None:
             raise ConfigError("--update-baseline needs --baseline FILE", field="--baseline")
+        if update_baseline and any(changes):
+            raise ConfigError(
+                "--update-baseline records the scenarios as they are: drop --candidate, "
+                "--candidate-policy and --candidate-set",
+                field="--update-baseline",
+            )
         if baseline is None and not any(changes):
             raise ConfigError(
                 "nothing to compare: give --candidate FILE, --candidate-policy module:Class, "
@@ -143,6 +149,7 @@ def check(
             tolerance=default_tol,
             tolerances=per_tol,
             executor=pool,
+            strict=bool(metrics),
         )
     except LlmsimError as exc:
         raise fail(exc) from None
