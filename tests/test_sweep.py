@@ -241,6 +241,9 @@ def test_cli_writes_table_and_figures_and_resumes(scenario_file: Path, tmp_path:
     assert second.exit_code == 0, second.output
     assert "0 simulated, 3 from the cache" in second.output
     assert pd.read_parquet(out / "sweep.parquet").equals(table)
+    fresh = runner.invoke(app, [*args, "--fresh", "--no-plots", "-j", "1"])
+    assert "3 simulated, 0 from the cache" in fresh.output
+    assert pd.read_parquet(out / "sweep.parquet").equals(table)
 
 
 def test_cli_failed_point_exits_1(scenario_file: Path, tmp_path: Path) -> None:
