@@ -171,6 +171,27 @@ class CandidatePlan:
     def tokens_per_gpu(self) -> float:
         return self.output_tokens_per_s / self.gpus if self.gpus else math.nan
 
+    @property
+    def tokens_per_user(self) -> float:
+        """Per-user decode speed: 1000 / mean TPOT (output tokens per second per request)."""
+        tpot = self.mean("mean_tpot_ms")
+        return 1e3 / tpot if tpot > 0 else math.nan
+
+
+def pareto(plans: Sequence[CandidatePlan]) -> list[CandidatePlan]:
+    """The sized plans no other beats on both output tokens/s per GPU and per-user speed."""
+    ok = [p for p in plans if p.replicas is not None]
+    return [
+        p
+        for p in ok
+        if not any(
+            q.tokens_per_gpu >= p.tokens_per_gpu
+            and q.tokens_per_user >= p.tokens_per_user
+            and (q.tokens_per_gpu, q.tokens_per_user) != (p.tokens_per_gpu, p.tokens_per_user)
+            for q in ok
+        )
+    ]
+
 
 def judge(summary: dict[str, Any], slos: Sequence[SLO], rate: float) -> tuple[bool, str]:
     """Whether one run meets every SLO, and if not why (the first reason)."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from llmsim.plan import SLO, CandidatePlan, warnings
+from llmsim.plan import SLO, CandidatePlan, pareto, warnings
 
 
 @dataclass(frozen=True)
@@ -36,16 +36,17 @@ class Question:
 
 HEAD = (
     "candidate", "replicas", "GPUs", "$/hour", "$/M output tokens", "output tok/s per GPU",
-    "per-replica estimate",
+    "tok/s per user", "Pareto", "per-replica estimate",
 )  # fmt: skip
 
 
 def rows(plans: Sequence[CandidatePlan], slos: Sequence[SLO]) -> list[list[str]]:
     out = []
+    front = pareto(plans)
     for p in plans:
         if p.replicas is None:
-            why = p.error or f"no fleet up to the cap passes (estimate {p.estimate})"
-            out.append([p.candidate.label, "-", "-", "-", "-", "-", why, *("-" for _ in slos)])
+            why = p.error or f"no fleet passes (estimate {p.estimate})"
+            out.append([p.candidate.label, *("-" for _ in HEAD[1:-1]), why, *("-" for _ in slos)])
             continue
         cells = [
             p.candidate.label,
@@ -54,6 +55,8 @@ def rows(plans: Sequence[CandidatePlan], slos: Sequence[SLO]) -> list[list[str]]
             f"{p.dollars_per_hour:,.2f}",
             f"{p.dollars_per_million_output:,.2f}",
             f"{p.tokens_per_gpu:,.0f}",
+            f"{p.tokens_per_user:,.1f}",
+            "yes" if p in front else "",
             f"{p.estimate} ({p.per_replica_rate:.2f} req/s each)",
         ]
         run = p.chosen
@@ -122,6 +125,27 @@ def figure(plans: Sequence[CandidatePlan], slos: Sequence[SLO]) -> Figure:
     return fig
 
 
+def frontier(plans: Sequence[CandidatePlan]) -> Figure:
+    """Output tokens/s per GPU against per-user speed at each candidate's fleet, the Pareto
+    frontier joined."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for i, p in enumerate(plans):
+        if p.replicas is not None:
+            label = p.candidate.label
+            ax.plot(p.tokens_per_user, p.tokens_per_gpu, "o", color=f"C{i}", label=label)
+    front = sorted(pareto(plans), key=lambda p: p.tokens_per_user)
+    if len(front) > 1:
+        ax.plot([p.tokens_per_user for p in front], [p.tokens_per_gpu for p in front], "k--",
+                lw=0.8, label="Pareto frontier")  # fmt: skip
+    ax.set_xlabel("per-user speed (output tok/s per request)")
+    ax.set_ylabel("output tok/s per GPU")
+    ax.set_title("Throughput per GPU against per-user speed", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def assumptions(plans: Sequence[CandidatePlan], q: Question) -> list[str]:
     out = [
         f"Cost model: {q.cost_model} (see `llmsim fidelity` for its measured error).",
@@ -164,6 +188,7 @@ def to_html(plans: Sequence[CandidatePlan], q: Question) -> str:
     recs = "".join(f"<p><strong>{e(line)}</strong></p>" for line in recommendation(plans))
     notes = "".join(f"<li>{e(a)}</li>" for a in assumptions(plans, q))
     img = _png(figure(plans, slos))
+    front = _png(frontier(plans))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Capacity plan: {e(q.scenario)}</title>
 <style>body{{font-family:sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem}}
@@ -172,5 +197,7 @@ td:first-child,th:first-child{{text-align:left}}</style></head>
 <body><h1>Capacity plan</h1><p>{e(q.sentence())}</p>{recs}
 <table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
 <h2>The search</h2><img alt="fleet sizes simulated" src="data:image/png;base64,{img}">
+<h2>Throughput per GPU and per-user speed</h2>
+<img alt="Pareto frontier" src="data:image/png;base64,{front}">
 <h2>Assumptions and warnings</h2><ul>{notes}</ul></body></html>
 """

@@ -92,7 +92,7 @@ def test_the_cheaper_of_two_equal_candidates_wins(scenario: llmsim.Scenario) -> 
     assert "Recommended: A100, 2 replicas (2 GPUs), $3.00/hour" in md
     assert "Runner-up: H100" in md and "(+100%)" in md
     page = to_html(plans, q)
-    assert page.count("<tr>") == 3 and 'src="data:image/png;base64,' in page
+    assert page.count("<tr>") == 3 and page.count('src="data:image/png;base64,') == 2
     assert "http" not in page.replace("http-equiv", "")  # self-contained
 
 
@@ -191,3 +191,16 @@ def test_unreachable_slo_and_unknown_metric(scenario: llmsim.Scenario) -> None:
     assert plan.error == "one replica misses the SLOs even at a 64th of its capacity"
     with pytest.raises(ConfigError, match=r"'goodput>1': the summary has no 'goodput' \(it needs"):
         plan_capacity(scenario, [Candidate("h100", {})], [parse_slo("goodput>1")], 5.0)
+
+
+def test_pareto_frontier() -> None:
+    from types import SimpleNamespace
+
+    from llmsim.plan import pareto
+
+    def p(per_gpu: float, per_user: float) -> SimpleNamespace:
+        return SimpleNamespace(replicas=1, tokens_per_gpu=per_gpu, tokens_per_user=per_user)
+
+    fast, dense, both_worse, middle = p(100, 80), p(900, 20), p(90, 70), p(500, 50)
+    front = pareto([fast, dense, both_worse, middle])  # type: ignore[list-item]
+    assert front == [fast, dense, middle]
