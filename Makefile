@@ -9,7 +9,10 @@ SCENARIO ?= scenarios/quickstart.yaml
 TORCH ?= torch==2.13.0+cpu
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: run test lint bench clean
+CHECK_SCENARIOS ?= scenarios/quickstart.yaml scenarios/bursty_gamma.yaml
+CHECK_BASELINE ?= benchmarks/check_baseline.json
+
+.PHONY: run test lint bench check check-baseline clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +42,14 @@ test: $(VENV)/.test-installed
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check llmsim tests benchmarks
 	$(BIN)/mypy
+
+# The simulated results of shipped scenarios against the committed baseline: fails on a
+# significant regression (docs/check.md). After a deliberate change, `make check-baseline`.
+check: $(VENV)/.installed
+	$(BIN)/llmsim check $(CHECK_SCENARIOS) --baseline $(CHECK_BASELINE) --seeds 5
+
+check-baseline: $(VENV)/.installed
+	$(BIN)/llmsim check $(CHECK_SCENARIOS) --baseline $(CHECK_BASELINE) --seeds 5 --update-baseline
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/throughput.py

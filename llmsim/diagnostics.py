@@ -10,8 +10,9 @@ which requests it refused and why, and where its cost model is extrapolating.
   ``queue_growth_rate`` is the seconds of queueing delay added per second of arrivals. A
   deployment serving rate ``mu`` under offered rate ``lambda`` grows it by ``lambda/mu - 1``, so
   ``served ~ offered / (1 + growth)``. Overloaded means a growth of at least
-  :data:`OVERLOAD_GROWTH`, a last group queueing at least :data:`OVERLOAD_QUEUE_S` longer than the
-  first half did, and the queue still near its peak at the end. Closed-loop clients cannot
+  :data:`OVERLOAD_GROWTH`, a last group whose median queueing delay exceeds the first half's by
+  more than the first half's median TTFT (more than a stable queue fluctuates), and the queue
+  still near its peak at the end. Closed-loop clients cannot
   overload a deployment (they wait for their answers); staged workloads are judged per stage.
 - :func:`predicted_rejections`: before a run, how many drawn requests the engine will refuse.
 - :func:`extrapolation`: where a calibrated run's steps leave the measured kernel range.
@@ -36,8 +37,6 @@ if TYPE_CHECKING:
 
 OVERLOAD_GROWTH = 0.02
 """Queueing delay added per second of arrivals above which the queue is growing."""
-OVERLOAD_QUEUE_S = 1.0
-"""How much longer (seconds) the last arrivals must queue than the first half did."""
 OVERLOAD_MIN_REQUESTS = 50
 """Fewer finished requests (per stage) than this give no verdict."""
 _GROUPS = 10
@@ -72,15 +71,17 @@ def _priced_by(spec: ReplicaSpec) -> tuple[str, int, str, str]:
 # --- overload ------------------------------------------------------------------------------
 
 
-def _growth(arrival: np.ndarray, queue: np.ndarray) -> tuple[float, float, float, float]:
-    """(growth rate, first-half median, last-group median, peak group median) of the queueing
-    delay over arrival time; the arrays are sorted by arrival."""
+def _growing(arrival: np.ndarray, queue: np.ndarray, ttft: np.ndarray) -> tuple[float, bool]:
+    """(growth rate of the queueing delay over arrival time, whether it is overloaded); the
+    arrays are sorted by arrival."""
     groups = np.array_split(np.arange(len(arrival)), _GROUPS)
     t = np.array([np.median(arrival[g]) for g in groups])
     q = np.array([np.median(queue[g]) for g in groups])
     half = _GROUPS // 2
     slope = float(np.polyfit(t[half:], q[half:], 1)[0]) if np.ptp(t[half:]) > 0 else 0.0
-    return slope, float(np.median(queue[: len(queue) // 2])), float(q[-1]), float(q.max())
+    first = len(queue) // 2
+    grew = q[-1] - float(np.median(queue[:first])) > float(np.median(ttft[:first]))
+    return slope, slope >= OVERLOAD_GROWTH and grew and q[-1] >= 0.5 * q.max()
 
 
 def overload(requests: pd.DataFrame, closed_loop: bool) -> dict[str, float]:
@@ -98,13 +99,11 @@ def overload(requests: pd.DataFrame, closed_loop: bool) -> dict[str, float]:
         done = part[part["status"] == "finished"].sort_values("arrival", kind="stable")
         if len(done) < OVERLOAD_MIN_REQUESTS:
             continue
-        slope, first, last, peak = _growth(
-            done["arrival"].to_numpy(), done["queue_time"].to_numpy()
+        slope, over = _growing(
+            done["arrival"].to_numpy(), done["queue_time"].to_numpy(), done["ttft"].to_numpy()
         )
         growth = max(growth, slope)
-        verdict |= (
-            slope >= OVERLOAD_GROWTH and last - first >= OVERLOAD_QUEUE_S and last >= 0.5 * peak
-        )
+        verdict |= over
     if not any(len(p) >= OVERLOAD_MIN_REQUESTS for _, p in stages):
         return out
     out["queue_growth_rate"] = growth

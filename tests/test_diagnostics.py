@@ -99,9 +99,16 @@ def test_overload_growth_matches_the_fluid_limit(rho: float) -> None:
     assert any(w.startswith("overloaded") for w in res.warnings)
 
 
-@pytest.mark.parametrize("rho", [0.5, 0.9])
-def test_a_stable_queue_is_not_overloaded(rho: float) -> None:
-    res = llmsim.simulate(md1_scenario(rho, 4000, seed=5))
+def test_a_short_overloaded_run_is_overloaded() -> None:
+    # 300 requests at 1.17x capacity: the queue grows by about 1.4 s over the run, far more
+    # than the 10 ms a request takes
+    res = llmsim.simulate(md1_scenario(1.17, 300, seed=2))
+    assert res.summary["overloaded"] == 1.0
+
+
+@pytest.mark.parametrize(("rho", "seed"), [(0.5, 5), (0.9, 5), (0.9, 6), (0.95, 7)])
+def test_a_stable_queue_is_not_overloaded(rho: float, seed: int) -> None:
+    res = llmsim.simulate(md1_scenario(rho, 4000, seed=seed))
     s = res.summary
     assert s["overloaded"] == 0.0
     assert abs(s["queue_growth_rate"]) < 0.02

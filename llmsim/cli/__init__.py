@@ -4,6 +4,9 @@
 - :mod:`llmsim.cli.catalog`: ``hardware``, ``models`` and ``presets``
 - :mod:`llmsim.cli.calibrate`: ``calibrate`` and ``profile``
 - :mod:`llmsim.cli.fidelity` (with :mod:`llmsim.cli.serving`): ``fidelity``
+- :mod:`llmsim.cli.sweep`: ``sweep``
+- :mod:`llmsim.cli.check`: ``check``
+- :mod:`llmsim.cli.plan`: ``plan``
 """
 
 from __future__ import annotations
@@ -15,15 +18,19 @@ import typer
 import llmsim
 from llmsim.cli.calibrate import calibrate, profile
 from llmsim.cli.catalog import hardware, models, presets
+from llmsim.cli.check import check
 from llmsim.cli.fidelity import fidelity
+from llmsim.cli.plan import plan
 from llmsim.cli.run import run, validate
+from llmsim.cli.sweep import sweep
 
 app = typer.Typer(
     add_completion=False,
     rich_markup_mode="markdown",
     no_args_is_help=True,
 )
-for verb in (run, validate, hardware, models, presets, calibrate, fidelity, profile):
+for verb in (run, validate, sweep, check, plan, hardware, models, presets, calibrate, fidelity,
+             profile):  # fmt: skip
     app.command()(verb)
 
 

@@ -1,0 +1,151 @@
+"""``llmsim plan``: the cheapest fleet that meets the SLOs at a target load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from llmsim.atomic import atomic_write_text
+from llmsim.cli.common import ScenarioArg, SetOpt, err_console, fail, load, out_console
+from llmsim.errors import ConfigError, LlmsimError
+from llmsim.executors import Executor, default_workers, make_executor
+from llmsim.plan import (
+    SLO,
+    Candidate,
+    parse_candidate,
+    parse_slo,
+    plan_capacity,
+    prepare,
+    sustained_rate,
+    warnings,
+)
+from llmsim.report import HEAD, Question, recommendation, rows, to_html, to_markdown
+from llmsim.scenario import Scenario
+
+
+def plan(
+    scenario: ScenarioArg,
+    slos: Annotated[
+        list[str],
+        typer.Option(
+            "--slo",
+            help="An SLO: ttft:p99<2000 (ms; ttft, tpot, itl, e2e with mean, p50, p90, p99), "
+            "goodput>18, slo_attainment>=0.99 or any summary key. Repeatable.",
+            show_default=False,
+        ),
+    ],
+    rate: Annotated[
+        float | None,
+        typer.Option("--rate", help="Target load, requests per second (or give --replicas)."),
+    ] = None,
+    replicas: Annotated[
+        int | None,
+        typer.Option(
+            "--replicas",
+            help="The reverse question: the highest load this many replicas of each "
+            "candidate sustain within the SLOs.",
+        ),
+    ] = None,
+    candidates: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--candidate",
+            "-c",
+            help="A deployment as overrides: hardware=H100-SXM,tensor_parallel=4. "
+            "Repeatable; default: the scenario as it is.",
+        ),
+    ] = None,
+    prices: Annotated[
+        list[str] | None,
+        typer.Option("--price", help="GPU price per hour, USD: H100-SXM=2.5. Repeatable."),
+    ] = None,
+    seeds: Annotated[int, typer.Option("--seeds", "-n", help="Seeds per fleet size.")] = 3,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Folder for plan.md, plan.html (default: plans/<name>)."),
+    ] = None,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", "-j", help="Runs at once (default: the CPUs).")
+    ] = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Size each candidate's fleet by simulating it at the target load, rank them by cost,
+    and write a Markdown and a self-contained HTML report."""
+    try:
+        sc = load(scenario, overrides)
+        parsed = [parse_slo(s) for s in slos]
+        cands = [parse_candidate(c) for c in candidates] if candidates else []
+        cands = cands or [Candidate(f"{sc.tensor_parallel}x {sc.hardware}", {})]
+        price_map = {}
+        for item in prices or []:
+            name, _, raw = item.partition("=")
+            try:
+                price_map[name.strip()] = float(raw)
+            except ValueError:
+                raise ConfigError(
+                    f"'{item}' must be GPU=USD per hour, e.g. H100-SXM=2.5", field="--price"
+                ) from None
+        workers = jobs if jobs is not None else default_workers()
+        pool = make_executor("process", workers)
+        if (rate is None) == (replicas is None):
+            raise ConfigError(
+                "give --rate (the fleet for a load) or --replicas (the load for a fleet)",
+                field="--rate",
+            )
+        if replicas is not None:
+            _reverse(sc, cands, parsed, replicas, seeds, price_map, pool)
+            return
+        assert rate is not None
+        plans = plan_capacity(
+            sc, cands, parsed, rate, seeds=seeds, prices=price_map, executor=pool,
+            progress=lambda msg: err_console.print(f"[dim]{msg}[/]", highlight=False),
+        )  # fmt: skip
+    except LlmsimError as exc:
+        raise fail(exc) from None
+    assert rate is not None
+    cost = sc.engine.cost.kind
+    q = Question(sc.name, sc.model, rate, parsed, seeds, cost)
+    t = Table(title="Capacity plan", title_justify="left")
+    for h in [*HEAD, *(s.metric for s in parsed)]:
+        t.add_column(h)
+    for r in rows(plans, parsed):
+        t.add_row(*r)
+    out_console.print(t)
+    for line in recommendation(plans):
+        out_console.print(line, highlight=False)
+    for p in plans:
+        for w in warnings(p, parsed):
+            err_console.print(f"[yellow]warning:[/] {p.candidate.label}: {w}", highlight=False)
+    folder = out if out is not None else Path("plans") / sc.name
+    atomic_write_text(folder / "plan.md", to_markdown(plans, q))
+    atomic_write_text(folder / "plan.html", to_html(plans, q))
+    out_console.print(f"wrote plan.md, plan.html to {folder}/")
+
+
+def _reverse(
+    sc: Scenario,
+    cands: list[Candidate],
+    slos: list[SLO],
+    replicas: int,
+    seeds: int,
+    prices: dict[str, float],
+    pool: Executor,
+) -> None:
+    if replicas < 1:
+        raise ConfigError(f"--replicas must be at least 1 (got {replicas})", field="--replicas")
+    t = Table(title=f"Load {replicas} replicas sustain within the SLOs", title_justify="left")
+    for h in ("candidate", "GPUs", "$/hour", "req/s (all seeds pass)"):
+        t.add_column(h)
+    for cand in cands:
+        rate = getattr(sc.workload.arrival, "rate", 1.0)
+        p = prepare(sc, cand, rate, prices)
+        err_console.print(f"[dim]{cand.label}: bisection on the rate[/]", highlight=False)
+        seed_list = [p.scenario.seed + i for i in range(seeds)]
+        r = sustained_rate(p.scenario, slos, pool, replicas=replicas, seeds=seed_list)
+        gpus = replicas * p.gpus_per_replica
+        t.add_row(cand.label, f"{gpus} x {p.scenario.hardware}",
+                  f"{gpus * p.price_per_gpu_hour:,.2f}", f"{r:,.2f}")  # fmt: skip
+    out_console.print(t)
