@@ -8,6 +8,9 @@
 
 from __future__ import annotations
 
+import io
+import sys
+
 import typer
 
 from llmsim.cli.calibrate import calibrate, profile
@@ -24,5 +27,18 @@ for verb in (run, validate, hardware, models, calibrate, fidelity, profile):
     app.command()(verb)
 
 
-def main() -> None:  # pragma: no cover - entry point
-    app()
+def main() -> None:
+    """The ``llmsim`` command: the typer app, made safe for narrow encodings.
+
+    Output to a console whose encoding cannot show a character (``PYTHONIOENCODING=ascii``)
+    shows a replacement character instead of failing. (A closed pipe is handled by the
+    consoles: see :mod:`llmsim.cli.common`.)
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and not _is_utf(stream.encoding):
+            stream.reconfigure(errors="replace")
+    app(prog_name="llmsim")
+
+
+def _is_utf(encoding: str | None) -> bool:
+    return (encoding or "").lower().replace("-", "").startswith("utf")

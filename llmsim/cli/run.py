@@ -12,10 +12,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from llmsim.cli.common import ScenarioArg, SetOpt, err_console, fail, load, out_console
-from llmsim.engine import Simulation, build_replica
+from llmsim.engine import Simulation
 from llmsim.errors import LlmsimError
 from llmsim.metrics import preemption_warning
-from llmsim.result import SimulationResult
+from llmsim.result import SimulationResult, check_output_folder
 
 
 def run(
@@ -35,6 +35,8 @@ def run(
     """Run a scenario, print its summary and write its tables."""
     try:
         sc = load(scenario, overrides)
+        folder = out if out is not None else Path("runs") / sc.name
+        check_output_folder(folder)  # before the simulation, not after it
         sim = Simulation(sc)
     except LlmsimError as exc:
         raise fail(exc) from None
@@ -51,8 +53,10 @@ def run(
         ) as bar:
             task = bar.add_task(f"simulating {sc.name}", total=len(sim.stream))
             result = sim.run(progress=lambda done, total: bar.update(task, completed=done))
-    folder = out if out is not None else Path("runs") / sc.name
-    paths = result.save(folder)
+    try:
+        paths = result.save(folder)
+    except LlmsimError as exc:
+        raise fail(exc) from None
     print_summary(result)
     out_console.print(f"wrote {', '.join(p.name for p in paths.values())} to {folder}/")
 
@@ -156,13 +160,14 @@ def _print_groups(frame: pd.DataFrame, title: str) -> None:
 
 
 def validate(scenario: ScenarioArg, overrides: SetOpt = None) -> None:
-    """Check a scenario (fields, names, memory fit) without running it."""
+    """Check a scenario (fields, names, memory fit, the workload's files) without running it:
+    what ``run`` refuses before simulating, ``validate`` refuses too."""
     try:
         sc = load(scenario, overrides)
-        rep = build_replica(sc)
+        sim = Simulation(sc)
     except LlmsimError as exc:
         raise fail(exc) from None
-    kv = rep.kv
+    kv = sim.replicas[0].kv
     out_console.print(
         f"{scenario}: ok - {sc.model} on {sc.tensor_parallel}x {sc.hardware}: weights "
         f"{kv.weights / 1e9:.1f} GB/GPU, KV cache {kv.num_blocks:,} blocks "

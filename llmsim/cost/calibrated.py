@@ -47,7 +47,7 @@ class CalibratedConfig(BaseModel):
     (``engine.preset``) or the fields here replace them.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind: Literal["calibrated"] = "calibrated"
     step_overhead_ms: float | None = Field(

@@ -12,7 +12,7 @@ from llmsim.cost.base import BatchShape
 class ConstantConfig(BaseModel):
     """``step_s + per_token_s * tokens``: every step costs the same plus a per-token term."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind: Literal["constant"] = "constant"
     step_s: float = Field(gt=0, description="Seconds per step.")

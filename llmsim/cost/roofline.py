@@ -36,7 +36,7 @@ from llmsim.models import DTYPE_BYTES, ModelSpec
 class RooflineConfig(BaseModel):
     """Parameters of the roofline model (scenario section ``engine.cost``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind: Literal["roofline"] = "roofline"
     gemm_efficiency: float = Field(default=0.7, gt=0, le=1)

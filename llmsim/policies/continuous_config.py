@@ -40,7 +40,7 @@ ADMISSION_ALIASES = {"max_utilization": "preempt", "guaranteed_no_evict": "no_ev
 class ContinuousConfig(BaseModel):
     """Scenario section ``policy`` with ``kind: continuous``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind: Literal["continuous"] = "continuous"
     max_num_seqs: Annotated[int, Field(gt=0)] | Literal["derive"] = Field(

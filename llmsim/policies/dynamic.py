@@ -21,7 +21,7 @@ from llmsim.request import Request
 class DynamicConfig(BaseModel):
     """Scenario section ``policy`` with ``kind: dynamic``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind: Literal["dynamic"] = "dynamic"
     max_batch_size: int = Field(default=32, gt=0)

@@ -15,7 +15,7 @@ from llmsim.request import Request
 class StaticConfig(BaseModel):
     """Scenario section ``policy`` with ``kind: static``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind: Literal["static"] = "static"
     batch_size: int = Field(gt=0, description="Requests per batch.")

@@ -12,6 +12,7 @@ from dataclasses import replace
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from llmsim.limits import MAX_COUNT, MAX_SECONDS
 from llmsim.workload.arrivals import (
     ArrivalConfig,
     BatchArrivals,
@@ -61,7 +62,7 @@ class WorkloadConfig(BaseModel):
     replay (at most that many requests; arrivals in the first ``duration_s`` seconds).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     arrival: ArrivalConfig | None = None
     trace: TraceConfig | None = None
@@ -79,8 +80,10 @@ class WorkloadConfig(BaseModel):
     classes: tuple[ClassRule, ...] = Field(
         default=(), description="Rules naming request classes, first match wins."
     )
-    num_requests: int | None = Field(default=None, gt=0)
-    duration_s: float | None = Field(default=None, gt=0, description="Arrivals stop after this.")
+    num_requests: int | None = Field(default=None, gt=0, le=MAX_COUNT)
+    duration_s: float | None = Field(
+        default=None, gt=0, le=MAX_SECONDS, description="Arrivals stop after this."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> WorkloadConfig:

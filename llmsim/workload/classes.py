@@ -20,7 +20,7 @@ DEFAULT_CLASS = "default"
 class ClassRule(BaseModel):
     """Requests that meet every condition given (and are not claimed by an earlier rule)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = Field(min_length=1, description="Class given to the matching requests.")
     priority: int = Field(default=0, description="Lower is served first.")

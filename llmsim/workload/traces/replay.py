@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from llmsim.errors import ConfigError
+from llmsim.limits import MAX_SECONDS
 from llmsim.workload.prefix import HashTable
 from llmsim.workload.stream import RequestStream, TraceStats
 from llmsim.workload.traces import fields as conv
@@ -130,7 +131,16 @@ class _Reader:
             session, turn = self._sessions(cols["session_id"][ok[before]])
         self.kept += len(idx)
         out = self.out
-        out.add("arrival", (rel[idx] - cfg.start_s) / cfg.time_scale)
+        arrival = (rel[idx] - cfg.start_s) / cfg.time_scale
+        if len(arrival) and arrival[-1] > MAX_SECONDS:
+            late_row = raw.lines[int(ok[idx[np.argmax(arrival > MAX_SECONDS)]])]
+            raise ConfigError(
+                f"arrives {arrival[-1]:.4g} s into the replay, past the {MAX_SECONDS:g} s a "
+                "run may span; check workload.trace.time_unit, or set end_s or time_scale",
+                source=f"{self.source}:{late_row}",
+                field=self.cfg.column_map()["timestamp"],
+            )
+        out.add("arrival", arrival)
         rows = ok[idx]
         out.add("prompt_tokens", cols["prompt_tokens"][rows])
         out.add("output_tokens", cols["output_tokens"][rows])
