@@ -72,8 +72,6 @@ def read_yaml(path: str | Path) -> Any:
     return parse_yaml(read_text(path), str(path))
 
 
-
-
 class _DuplicateKey(yaml.YAMLError):
     def __init__(self, key: str, line: int, first: int) -> None:
         super().__init__(key)
@@ -141,8 +139,9 @@ def parse_yaml(text: str, source: str) -> Any:
     """Parse YAML text into plain data, safely: a syntax error, a key given twice in one
     mapping, a recursive alias or aliases that would expand past ``MAX_ALIAS_VALUES`` values
     become a one-line ConfigError naming the line."""
-    loader = _StrictLoader(text)
+    loader: _StrictLoader | None = None
     try:
+        loader = _StrictLoader(text)
         node = loader.get_single_node()
         if node is None:
             return None
@@ -177,7 +176,8 @@ def parse_yaml(text: str, source: str) -> Any:
     except RecursionError:
         raise ConfigError("invalid YAML: nested too deeply", source=source) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def first_error(exc: ValidationError, source: str | None, data: Any = None) -> ConfigError:
@@ -257,6 +257,8 @@ def _short(value: Any) -> str:
 
 def validate_data(model: type[M], data: Any, source: str | None) -> M:
     """``model.model_validate(data)`` with errors as ConfigError."""
+    if data is None:
+        raise ConfigError("empty file: expected a mapping of fields", source=source)
     if not isinstance(data, dict):
         raise ConfigError(f"expected a mapping of fields, got {type(data).__name__}", source=source)
     try:

@@ -237,8 +237,10 @@ class Scenario(BaseModel):
     def _known_name(cls, v: str, info: ValidationInfo) -> str:
         try:
             (get_model if info.field_name == "model" else get_hardware)(v)
-        except LlmsimError as exc:
-            raise ValueError(getattr(exc, "reason", str(exc))) from None
+        except ConfigError as exc:
+            if exc.source:  # a model or profile file of the user's: its own file and field
+                raise
+            raise ValueError(exc.reason) from None
         return v
 
     @model_validator(mode="after")
@@ -279,9 +281,10 @@ class Scenario(BaseModel):
             if pool.hardware is not None:
                 try:
                     get_hardware(pool.hardware)
-                except LlmsimError as exc:
-                    reason = getattr(exc, "reason", str(exc))
-                    raise ValueError(f"cluster.pools.{i}.hardware: {reason}") from None
+                except ConfigError as exc:
+                    if exc.source:
+                        raise
+                    raise ValueError(f"cluster.pools.{i}.hardware: {exc.reason}") from None
             engine = self.engine
             if pool.engine:
                 base = self.engine.model_dump(exclude_unset=True)
@@ -370,11 +373,19 @@ def parse_override(item: str, source: str) -> tuple[str, Any]:
             f"override '{item}' must look like field.path=value", source=source, field="--set"
         )
     key, raw = item.split("=", 1)
+    key = key.strip()
+    if not all(p.strip() for p in key.split(".")):
+        raise ConfigError(
+            f"override '{item}' names no field: the path before '=' needs a name between "
+            "each pair of dots, e.g. workload.arrival.rate",
+            source=source,
+            field="--set",
+        )
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return key.strip(), value
+        value = parse_yaml(raw, "--set") if raw.strip() else ""
+    except ConfigError:
+        value = raw  # not YAML: the text itself
+    return key, value
 
 
 def apply_overrides(

@@ -75,16 +75,17 @@ def _guarded(path: str, chunks: Iterator[RawChunk]) -> Iterator[RawChunk]:
             rows = chunk.lines[-1] if chunk.lines else rows
             yield chunk
     except UnicodeDecodeError as exc:
+        where = f" after line {rows}" if rows else ""
         raise ConfigError(
-            f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x}) after line {rows}; "
-            "save the trace as UTF-8",
+            f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x}){where}; save the trace as UTF-8",
             source=path,
         ) from None
     except (EOFError, OSError, zlib.error) as exc:
         what = "truncated" if isinstance(exc, EOFError) else "corrupt"
         reason = str(exc) or type(exc).__name__
+        where = f" after line {rows}" if rows else ""
         raise ConfigError(
-            f"{what} file ({reason}) after line {rows}; the trace must be read whole",
+            f"{what} file ({reason}){where}; the trace must be read whole",
             source=path,
         ) from None
 

@@ -220,6 +220,16 @@ def read_trace(cfg: TraceConfig, rng: np.random.Generator | None = None) -> Requ
     arrival = out.get("arrival", float)
     arrival = arrival if arrival is not None else np.empty(0)
     n = len(arrival)
+    if n == 0:
+        st = reader.stats
+        why = (
+            f"all {st.get('bad_rows', 0):,} rows are bad (first: {st['first_bad']})"
+            if st.get("first_bad")
+            else "the file has no data rows"
+            if reader.rows == 0
+            else "no row falls in the window start_s/end_s or survives sample"
+        )
+        raise ConfigError(f"no requests to replay: {why}", source=source)
     prompt = out.get("prompt_tokens", np.int64)
     output = out.get("output_tokens", np.int64)
     st = reader.stats
