@@ -265,6 +265,12 @@ def validate_data(model: type[M], data: Any, source: str | None) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise first_error(exc, source, data) from None
+    except UnicodeEncodeError as exc:  # a lone surrogate, e.g. from a "\ud800" escape
+        raise ConfigError(
+            f"text holds {exc.object[exc.start]!r}, half of a UTF-16 pair, which is not a "
+            "character; remove it",
+            source=source,
+        ) from None
 
 
 def load_model_file(model: type[M], path: str | Path) -> M:

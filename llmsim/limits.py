@@ -37,3 +37,6 @@ MAX_MEMORY_GIB = 1e6
 
 MAX_MODEL_DIM = 1_000_000_000
 """Layers, widths, heads, vocabulary and context length of a model."""
+
+MAX_PRIORITY = 1_000_000_000
+"""Largest priority of a request class, either sign."""

@@ -177,6 +177,7 @@ class Scenario(BaseModel):
     data_parallel: int = Field(
         default=1,
         ge=1,
+        le=100_000,
         description="Identical replicas of the top-level settings behind the default router "
         "(round robin), as vLLM's --data-parallel-size; not with a cluster section, whose "
         "pools give their own replicas.",

@@ -73,7 +73,9 @@ def test_hostile_case_ends_in_one_line(
 
 def test_validate_refuses_every_scenario_run_refuses() -> None:
     """Each scenario case is listed for both verbs, with the same expected message."""
-    runs = {(c["args"][1], tuple(c["args"][2:])): c["expect"] for c in CASES if c["args"][0] == "run"}
+    runs = {
+        (c["args"][1], tuple(c["args"][2:])): c["expect"] for c in CASES if c["args"][0] == "run"
+    }
     checks = {
         (c["args"][1], tuple(c["args"][2:])): c["expect"]
         for c in CASES

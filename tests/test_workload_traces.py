@@ -280,8 +280,16 @@ HEADER = "timestamp,prompt_tokens,output_tokens\n"
 @pytest.mark.parametrize(
     ("body", "line", "match"),
     [
-        ("0,10,2\n1,abc,2\n", 3, r"prompt_tokens: must be a positive integer up to 100,000,000 \(got 'abc'\)"),
-        ("0,10,2\n1,10,2.5\n", 3, r"output_tokens: must be a positive integer up to 100,000,000 \(got '2\.5'\)"),
+        (
+            "0,10,2\n1,abc,2\n",
+            3,
+            r"prompt_tokens: must be a positive integer up to 100,000,000 \(got 'abc'\)",
+        ),
+        (
+            "0,10,2\n1,10,2.5\n",
+            3,
+            r"output_tokens: must be a positive integer up to 100,000,000 \(got '2\.5'\)",
+        ),
         ("0,10,2\n1,-4,2\n", 3, r"prompt_tokens: must be a positive"),
         ("0,10,2\nsoon,10,2\n", 3, r"timestamp: not a timestamp in s \(got 'soon'\)"),
         ("0,10,2\n\n1,10\n", 4, r"expected 3 fields, found 2"),

@@ -114,9 +114,20 @@ class WorkloadConfig(BaseModel):
                 )
             if self.sessions is not None:
                 raise ValueError("stages cannot be combined with sessions")
+            if arrival.num_requests > MAX_COUNT:
+                raise ValueError(
+                    f"the stages send {arrival.num_requests:,} requests (rate x duration_s "
+                    f"each); a run holds at most {MAX_COUNT:,}"
+                )
             return self
         if (self.num_requests is None) == (self.duration_s is None):
             raise ValueError("give exactly one of num_requests or duration_s")
+        peak = getattr(arrival, "max_rate", None) or getattr(arrival, "mean_rate", None)
+        if self.duration_s is not None and peak and peak * self.duration_s > MAX_COUNT:
+            raise ValueError(
+                f"a rate of up to {peak:g} req/s for duration_s {self.duration_s:g} makes about "
+                f"{peak * self.duration_s:,.0f} requests; a run holds at most {MAX_COUNT:,}"
+            )
         if isinstance(arrival, BatchArrivals | ClosedLoopArrivals) and self.num_requests is None:
             raise ValueError(f"{arrival.kind} arrivals need num_requests")
         if (

@@ -13,14 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llmsim.limits import MAX_TOKENS
+from llmsim.limits import MAX_PRIORITY, MAX_TOKENS
 from llmsim.workload.traces.config import TimeUnit
 
 MAX_TIMESTAMP = 4e18
 """Largest timestamp (in its unit) read: differences of two stay within 64-bit integers."""
-
-MAX_PRIORITY = 2**53
-"""Largest priority (either sign): exact as a float and as an integer."""
 
 SECONDS_PER: dict[str, float] = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9, "datetime": 1e9}
 """Timestamp units per second; date-times are read as nanoseconds."""
@@ -111,7 +108,7 @@ REASONS: dict[str, str] = {
     "output_tokens": f"must be a positive integer up to {MAX_TOKENS:,}",
     "session_id": "must not be empty",
     "request_class": "must be a string",
-    "priority": "must be an integer",
+    "priority": f"must be an integer from {-MAX_PRIORITY:,} to {MAX_PRIORITY:,}",
     "hash_ids": "must be a list of integers",
 }
 """Why a value of each field was rejected."""
