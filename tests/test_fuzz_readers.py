@@ -68,7 +68,7 @@ HOSTILE_SCALARS = st.one_of(
             1.5,
             "1,000",
         ]
-    ),  # fmt: skip
+    ),
     st.integers(),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=20),
