@@ -372,8 +372,12 @@ def test_missing_file_and_settings(tmp_path: Path) -> None:
 
 
 def test_empty_trace(tmp_path: Path) -> None:
-    s = read_trace(TraceConfig(format="csv", path=write(tmp_path / "e.csv", HEADER)))
-    assert len(s) == 0
+    # A run of no requests would print empty tables: a trace that yields none is refused.
+    with pytest.raises(ConfigError, match="e.csv: no requests to replay: the file has no data"):
+        read_trace(TraceConfig(format="csv", path=write(tmp_path / "e.csv", HEADER)))
+    late = write(tmp_path / "w.csv", HEADER + "0,10,2\n")
+    with pytest.raises(ConfigError, match="no row falls in the window"):
+        read_trace(TraceConfig(format="csv", path=late, start_s=5))
     with pytest.raises(ConfigError, match="empty file"):
         read_trace(TraceConfig(format="csv", path=write(tmp_path / "z.csv", "")))
 
