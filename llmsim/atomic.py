@@ -45,15 +45,25 @@ _PARTIAL = ".partial-"
 _OLD = ".old-"
 
 
-def check_folder(path: Path, owned: Iterable[str], field: str = "--out") -> None:
-    """Refuse an output folder that a run cannot replace whole: a path that is a file, or a
-    folder holding files other than ``owned`` (a previous run's), which the swap would drop."""
+def check_writable_folder(path: Path, field: str = "--out") -> None:
+    """Refuse, before any work, an output folder that cannot be created or written: a path
+    that is a file, one below a file, or one in a folder without write permission."""
     if path.exists() and not path.is_dir():
         raise ConfigError(
-            "is a file, not a folder; give a folder for the run's outputs",
-            source=str(path),
-            field=field,
+            "is a file, not a folder; give a folder for the outputs", source=str(path), field=field
         )
+    parent = _existing_parent(path, field)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"cannot write in '{parent}' (permission denied)", source=str(path), field=field
+        )
+
+
+def check_folder(path: Path, owned: Iterable[str], field: str = "--out") -> None:
+    """Refuse an output folder that a run cannot replace whole: one that cannot be written
+    (:func:`check_writable_folder`), or a folder holding files other than ``owned`` (a
+    previous run's), which the swap would drop."""
+    check_writable_folder(path, field)
     if path.is_dir():
         try:
             foreign = sorted(p.name for p in path.iterdir() if p.name not in set(owned))
@@ -69,19 +79,14 @@ def check_folder(path: Path, owned: Iterable[str], field: str = "--out") -> None
                 source=str(path),
                 field=field,
             )
-    parent = _existing_parent(path)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(
-            f"cannot write in '{parent}' (permission denied)", source=str(path), field=field
-        )
 
 
-def _existing_parent(path: Path) -> Path:
+def _existing_parent(path: Path, field: str) -> Path:
     p = path.absolute().parent
     while not p.exists() and p != p.parent:
         p = p.parent
     if not p.is_dir():
-        raise ConfigError(f"'{p}' is a file, not a folder", source=str(path))
+        raise ConfigError(f"'{p}' is a file, not a folder", source=str(path), field=field)
     return p
 
 

@@ -51,7 +51,7 @@ def one_line_error(result: object) -> str:
 
 def test_corpus_covers_every_input_class() -> None:
     verbs = {c["args"][0] for c in CASES}
-    assert verbs == {"run", "validate", "calibrate"}
+    assert verbs == {"run", "validate", "calibrate", "fidelity"}
     names = " ".join(str(a) for c in CASES for a in c["args"])
     names += " ".join(p.name for p in CORPUS.iterdir())
     for kind in (".config.json", ".gpu.yaml", ".csv", ".csv.gz", ".jsonl", "--set", "--out"):
