@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llmsim.calibration.llmsim_csv import read_operator_csv, read_step_csv, sniff
+from llmsim.calibration.readers import read_aic_gemm, read_vidur_all_reduce, read_vidur_mlp
 from llmsim.engine import Simulation
 from llmsim.errors import LlmsimError
 from llmsim.models import from_hf_config
@@ -279,6 +280,29 @@ def test_calibration_csv_bytes(data: st.DataObject, steps: bool, tmp_path: Path)
     path.write_bytes(data.draw(byte_mutations(STEPS if steps else OPERATORS)))
     loads_or_refuses(sniff, path)
     loads_or_refuses(read_step_csv if steps else read_operator_csv, path)
+
+
+DATA = ROOT / "llmsim" / "calibration" / "data"
+PUBLISHED = {  # the first rows of shipped tables, and their readers
+    "mlp": (
+        gzip.decompress((DATA / "vidur" / "a100_mlp.csv.gz").read_bytes())[:3000],
+        read_vidur_mlp,
+    ),
+    "all_reduce": (
+        gzip.decompress((DATA / "vidur" / "a100_dgx_all_reduce.csv.gz").read_bytes())[:3000],
+        read_vidur_all_reduce,
+    ),
+    "gemm": ((DATA / "aiconfigurator" / "h100_sxm_gemm.parquet").read_bytes(), read_aic_gemm),
+}
+
+
+@FUZZ
+@given(data=st.data(), name=st.sampled_from(sorted(PUBLISHED)))
+def test_published_table_bytes(data: st.DataObject, name: str, tmp_path: Path) -> None:
+    raw, read = PUBLISHED[name]
+    path = tmp_path / ("t.parquet" if name == "gemm" else "t.csv")
+    path.write_bytes(data.draw(byte_mutations(raw)))
+    loads_or_refuses(read, path)
 
 
 # --- model config.json ----------------------------------------------------------------------------

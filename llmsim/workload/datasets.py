@@ -50,6 +50,8 @@ def trace_dataset_path(name: str) -> Path:
 def read_column(path: str, column: str) -> np.ndarray:
     """A CSV column of positive integers (up to ``MAX_TOKENS``), in file order; a bad value
     names its line, and a file that cannot be read as CSV names the file."""
+    if Path(path).exists() and not Path(path).is_file():
+        raise ConfigError("not a regular file (a folder, device or pipe)", source=path)
     try:
         header = pd.read_csv(path, nrows=0).columns
         if column not in header:

@@ -204,7 +204,8 @@ def read_trace(cfg: TraceConfig, rng: np.random.Generator | None = None) -> Requ
     """
     source = cfg.file
     if not Path(source).is_file():
-        raise ConfigError("file not found", source=source, field="workload.trace.path")
+        what = "not a regular file" if Path(source).exists() else "file not found"
+        raise ConfigError(what, source=source, field="workload.trace.path")
     reader = _Reader(cfg, rng if rng is not None else np.random.default_rng(0), source)
     cmap = cfg.column_map()
     optional = {f for f in cmap if cfg.optional(f)}
