@@ -373,7 +373,7 @@ def test_missing_file_and_settings(tmp_path: Path) -> None:
 
 def test_empty_trace(tmp_path: Path) -> None:
     # A run of no requests would print empty tables: a trace that yields none is refused.
-    with pytest.raises(ConfigError, match="e.csv: no requests to replay: the file has no data"):
+    with pytest.raises(ConfigError, match=r"e\.csv: no requests to replay: the file has no data"):
         read_trace(TraceConfig(format="csv", path=write(tmp_path / "e.csv", HEADER)))
     late = write(tmp_path / "w.csv", HEADER + "0,10,2\n")
     with pytest.raises(ConfigError, match="no row falls in the window"):
