@@ -404,13 +404,13 @@ def hf_config_to_spec(
         )
     head_dim = size("head_dim", default=hidden // heads)
     ffn = size("ffn_size", default=4 * hidden)
-    expert_ffn = size("expert_ffn_size", "moe_intermediate_size", default=ffn)
+    expert_ffn = size("moe.expert_ffn_size", "moe_intermediate_size", default=ffn)
     model_type = str(cfg.get("model_type", ""))
     llama4 = model_type.startswith("llama4")
     if cfg.get("intermediate_size_mlp") is not None:
         # Llama 4: intermediate_size is the expert's (routed and shared), _mlp the dense MLP's.
         ffn = size("ffn_size", "intermediate_size_mlp")
-        expert_ffn = size("expert_ffn_size", "intermediate_size")
+        expert_ffn = size("moe.expert_ffn_size", "intermediate_size")
     act = str(pick("act", "hidden_act", "activation_function", default="silu"))
     gated = act in ("silu", "swiglu") or model_type in ("llama", "mistral", "mixtral", "qwen2")
     spec: dict[str, Any] = {
