@@ -35,7 +35,7 @@ out_console = _Console()
 err_console = _Console(stderr=True)
 
 ScenarioArg = Annotated[
-    Path, typer.Argument(help="Scenario YAML file.", show_default=False, dir_okay=False)
+    Path, typer.Argument(help="Scenario YAML file.", show_default=False)
 ]
 SetOpt = Annotated[
     list[str] | None,
