@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from llmsim.limits import MAX_BANDWIDTH_GBPS, MAX_MS
 from llmsim.policies import PolicyConfig
 
 Role = Literal["mixed", "prefill", "decode"]
@@ -42,7 +43,7 @@ class RouterConfig(BaseModel):
     Requests with a class go only to pools that list the class (or list none).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind: RouterKind = "round_robin"
 
@@ -50,13 +51,15 @@ class RouterConfig(BaseModel):
 class PoolConfig(BaseModel):
     """A group of identical replicas."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = Field(min_length=1)
-    replicas: int = Field(default=1, ge=1)
+    replicas: int = Field(default=1, ge=1, le=100_000)
     hardware: str | None = None
-    tensor_parallel: int | None = Field(default=None, ge=1)
-    pipeline_parallel: int = Field(default=1, ge=1, description="Pipeline stages per replica.")
+    tensor_parallel: int | None = Field(default=None, ge=1, le=1024)
+    pipeline_parallel: int = Field(
+        default=1, ge=1, le=1024, description="Pipeline stages per replica."
+    )
     engine: dict[str, object] | None = Field(
         default=None, description="Fields of the top-level engine section to change here."
     )
@@ -70,10 +73,12 @@ class PoolConfig(BaseModel):
 class LinkConfig(BaseModel):
     """The network that carries a request's KV cache from a prefill to a decode replica."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    bandwidth_gbps: float = Field(gt=0, description="GB/s (1e9 bytes/s) per transfer.")
-    latency_ms: float = Field(default=0.0, ge=0)
+    bandwidth_gbps: float = Field(
+        gt=0, le=MAX_BANDWIDTH_GBPS, description="GB/s (1e9 bytes/s) per transfer."
+    )
+    latency_ms: float = Field(default=0.0, ge=0, le=MAX_MS)
 
     def transfer_s(self, nbytes: float) -> float:
         return self.latency_ms / 1e3 + nbytes / (self.bandwidth_gbps * 1e9)
@@ -82,7 +87,7 @@ class LinkConfig(BaseModel):
 class ClusterConfig(BaseModel):
     """Scenario section ``cluster``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     pools: tuple[PoolConfig, ...] = Field(min_length=1)
     router: RouterConfig = Field(default_factory=RouterConfig)

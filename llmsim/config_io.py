@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,27 +16,168 @@ from llmsim.errors import ConfigError, did_you_mean
 M = TypeVar("M", bound=BaseModel)
 
 
-def read_yaml(path: str | Path) -> Any:
-    """Parse a YAML file, turning a missing file or a syntax error into a ConfigError."""
+MAX_FILE_BYTES = 4 * 2**20
+"""Largest scenario, profile, model or config file read (4 MiB)."""
+
+MAX_ALIAS_VALUES = 10_000
+"""Values that YAML aliases (``*name``) may add to a document once expanded."""
+
+
+def read_text(path: str | Path, limit: int = MAX_FILE_BYTES) -> str:
+    """A regular file's text, as UTF-8 (with or without a byte-order mark).
+
+    A missing, unreadable, oversized or non-UTF-8 file becomes a one-line ConfigError; a
+    folder, device or pipe is refused before anything is read (reading one could block).
+    """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        st = p.stat()
     except FileNotFoundError:
         raise ConfigError("file not found", source=str(p)) from None
     except OSError as exc:
         raise ConfigError(f"cannot read file ({exc.strerror})", source=str(p)) from None
-    return parse_yaml(text, str(p))
+    if stat.S_ISDIR(st.st_mode):
+        raise ConfigError("is a folder, not a file", source=str(p))
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError("not a regular file (a device, pipe or socket)", source=str(p))
+    if st.st_size > limit:
+        raise ConfigError(
+            f"file too large ({st.st_size:,} bytes; at most {limit:,})", source=str(p)
+        )
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read file ({exc.strerror})", source=str(p)) from None
+    return decode_utf8(data, str(p))
+
+
+def decode_utf8(data: bytes, source: str) -> str:
+    """``data`` as UTF-8 text; anything else is a ConfigError naming the first bad byte."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ConfigError("text is UTF-16; save the file as UTF-8", source=source)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "save the file as UTF-8",
+            source=source,
+            field=f"line {line}",
+        ) from None
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file, turning a missing file or a syntax error into a ConfigError."""
+    return parse_yaml(read_text(path), str(path))
+
+
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: str, line: int, first: int) -> None:
+        super().__init__(key)
+        self.key, self.line, self.first = key, line, first
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """The safe loader, refusing a mapping that gives the same key twice (YAML says keys are
+    unique; PyYAML would keep the last value silently). Merge keys (``<<``) may still be
+    overridden by the mapping's own keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Any:
+        seen: dict[str, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(
+                key_node, yaml.ScalarNode
+            ):
+                continue
+            line = key_node.start_mark.line + 1
+            if key_node.value in seen:
+                raise _DuplicateKey(key_node.value, line, seen[key_node.value])
+            seen[key_node.value] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _alias_growth(root: yaml.Node) -> int:
+    """Values the document's aliases add once expanded (a recursive alias: -1)."""
+    sizes: dict[int, int] = {}
+    distinct = 0
+    on_path: set[int] = set()
+    # Iterative post-order walk: a deep document must not exhaust Python's stack.
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            kids = _children(node)
+            sizes[key] = 1 + sum(sizes[id(k)] for k in kids)
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            return -1
+        on_path.add(key)
+        distinct += 1
+        stack.append((node, True))
+        for kid in _children(node):
+            if id(kid) in on_path:
+                return -1
+            if id(kid) not in sizes:
+                stack.append((kid, False))
+    return sizes[id(root)] - distinct
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
 
 
 def parse_yaml(text: str, source: str) -> Any:
-    """Parse YAML text; a syntax error becomes a one-line ConfigError naming the line."""
+    """Parse YAML text into plain data, safely: a syntax error, a key given twice in one
+    mapping, a recursive alias or aliases that would expand past ``MAX_ALIAS_VALUES`` values
+    become a one-line ConfigError naming the line."""
+    loader: _StrictLoader | None = None
     try:
-        return yaml.safe_load(text)
+        loader = _StrictLoader(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        growth = _alias_growth(node)
+        if growth < 0:
+            raise ConfigError("invalid YAML: an alias refers to itself", source=source)
+        if growth > MAX_ALIAS_VALUES:
+            raise ConfigError(
+                f"invalid YAML: aliases expand to {growth:,} more values "
+                f"(at most {MAX_ALIAS_VALUES:,})",
+                source=source,
+            )
+        return loader.construct_document(node)
+    except _DuplicateKey as exc:
+        raise ConfigError(
+            f"key '{exc.key}' given twice (first on line {exc.first}); keep one",
+            source=source,
+            field=f"line {exc.line}",
+        ) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(
+            f"invalid YAML: character {exc.character!r} is not allowed in YAML text",
+            source=source,
+            field=f"line {line}",
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else None
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise ConfigError(f"invalid YAML: {problem}", source=source, field=where) from None
+    except RecursionError:
+        raise ConfigError("invalid YAML: nested too deeply", source=source) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
 def first_error(exc: ValidationError, source: str | None, data: Any = None) -> ConfigError:
@@ -84,6 +227,9 @@ def first_error(exc: ValidationError, source: str | None, data: Any = None) -> C
     shown = _short(value)
     if isinstance(value, str) and shown in msg:  # the message already quotes the value
         return ConfigError(msg, source=source, field=field)
+    if kind == "value_error" and isinstance(value, dict | list | BaseModel):
+        # A rule across fields: the message names them; the input is a whole section.
+        return ConfigError(msg, source=source, field=field)
     return ConfigError(f"{msg} (got {shown})", source=source, field=field)
 
 
@@ -113,12 +259,20 @@ def _short(value: Any) -> str:
 
 def validate_data(model: type[M], data: Any, source: str | None) -> M:
     """``model.model_validate(data)`` with errors as ConfigError."""
+    if data is None:
+        raise ConfigError("empty file: expected a mapping of fields", source=source)
     if not isinstance(data, dict):
         raise ConfigError(f"expected a mapping of fields, got {type(data).__name__}", source=source)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise first_error(exc, source, data) from None
+    except UnicodeEncodeError as exc:  # a lone surrogate, e.g. from a "\ud800" escape
+        raise ConfigError(
+            f"text holds {exc.object[exc.start]!r}, half of a UTF-16 pair, which is not a "
+            "character; remove it",
+            source=source,
+        ) from None
 
 
 def load_model_file(model: type[M], path: str | Path) -> M:

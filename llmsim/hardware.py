@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from llmsim.config_io import find, load_catalog, load_model_file, shipped_dir, unknown_name
 from llmsim.errors import ConfigError, UnknownNameError
 from llmsim.hardware_calibration import Calibration
+from llmsim.limits import MAX_BANDWIDTH_GBPS, MAX_MEMORY_GIB, MAX_TFLOPS
 
 DType = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4"]
 
@@ -26,36 +27,43 @@ GiB = 1024**3
 class Interconnect(BaseModel):
     """The link between GPUs of one server, used by tensor-parallel collectives."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind: Literal["nvlink", "infinity-fabric", "pcie"]
     bandwidth_gbps: float = Field(
-        gt=0, description="Per-GPU bandwidth in one direction, GB/s (1e9 bytes/s)."
+        gt=0,
+        le=MAX_BANDWIDTH_GBPS,
+        description="Per-GPU bandwidth in one direction, GB/s (1e9 bytes/s).",
     )
     latency_us: float = Field(
-        default=8.0, ge=0, description="Fixed latency of one small collective, microseconds."
+        default=8.0,
+        ge=0,
+        le=1e6,
+        description="Fixed latency of one small collective, microseconds.",
     )
 
 
 class HardwareProfile(BaseModel):
     """One GPU model's datasheet figures."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str
     aliases: tuple[str, ...] = ()
     vendor: Literal["NVIDIA", "AMD", "Intel", "Google", "other"]
-    memory_gib: float = Field(gt=0, description="Device memory, GiB.")
-    memory_bandwidth_tbps: float = Field(gt=0, description="HBM/GDDR bandwidth, TB/s (1e12).")
+    memory_gib: float = Field(gt=0, le=MAX_MEMORY_GIB, description="Device memory, GiB.")
+    memory_bandwidth_tbps: float = Field(
+        gt=0, le=MAX_BANDWIDTH_GBPS / 1e3, description="HBM/GDDR bandwidth, TB/s (1e12)."
+    )
     peak_tflops: dict[DType, float] = Field(
         description="Peak dense (no sparsity) TFLOP/s by data type."
     )
     interconnect: Interconnect
     pcie_bandwidth_gbps: float = Field(
-        gt=0, description="Host link bandwidth, one direction, GB/s."
+        gt=0, le=MAX_BANDWIDTH_GBPS, description="Host link bandwidth, one direction, GB/s."
     )
-    price_per_gpu_hour_usd: float = Field(ge=0, description="On-demand cloud price, USD.")
-    max_gpus_per_node: int = Field(default=8, ge=1)
+    price_per_gpu_hour_usd: float = Field(ge=0, le=1e6, description="On-demand cloud price, USD.")
+    max_gpus_per_node: int = Field(default=8, ge=1, le=1024)
     calibrated: bool = Field(
         default=False, description="True when efficiency factors were fitted on measurements."
     )
@@ -68,8 +76,10 @@ class HardwareProfile(BaseModel):
         if "bf16" not in self.peak_tflops and "fp16" not in self.peak_tflops:
             raise ValueError("peak_tflops needs at least a bf16 or fp16 entry")
         for dtype, value in self.peak_tflops.items():
-            if value <= 0:
-                raise ValueError(f"peak_tflops.{dtype} must be > 0")
+            if not 0 < value <= MAX_TFLOPS:
+                raise ValueError(
+                    f"peak_tflops.{dtype} must be > 0 and <= {MAX_TFLOPS:g} (got {value!r})"
+                )
         if self.calibrated != (self.calibration is not None):
             raise ValueError(
                 "calibrated: true goes with a calibration section (and false without one)"

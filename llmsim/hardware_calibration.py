@@ -18,7 +18,7 @@ GemmDType = Literal["bf16", "fp8"]
 
 
 class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class GemmParams(_Params):

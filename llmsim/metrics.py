@@ -35,6 +35,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llmsim.cost.base import BatchShape
+from llmsim.limits import MAX_MS, MAX_SECONDS
 from llmsim.policies.base import Plan, StepStats
 from llmsim.request import REJECT_REASONS, Request, Status
 
@@ -49,16 +50,22 @@ PREEMPTION_WARN_RECOMPUTE = 0.05
 class MetricsConfig(BaseModel):
     """Scenario section ``metrics``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    warmup_s: float = Field(default=0.0, ge=0, description="Exclude requests arriving earlier.")
+    warmup_s: float = Field(
+        default=0.0, ge=0, le=MAX_SECONDS, description="Exclude requests arriving earlier."
+    )
     cooldown_s: float = Field(
         default=0.0, ge=0, description="Exclude the last seconds before the final finish."
     )
-    slo_ttft_ms: float | None = Field(default=None, gt=0, description="Goodput TTFT target.")
-    slo_tpot_ms: float | None = Field(default=None, gt=0, description="Goodput TPOT target.")
+    slo_ttft_ms: float | None = Field(
+        default=None, gt=0, le=MAX_MS, description="Goodput TTFT target."
+    )
+    slo_tpot_ms: float | None = Field(
+        default=None, gt=0, le=MAX_MS, description="Goodput TPOT target."
+    )
     slo_e2el_ms: float | None = Field(
-        default=None, gt=0, description="Goodput end-to-end latency target."
+        default=None, gt=0, le=MAX_MS, description="Goodput end-to-end latency target."
     )
     percentiles: tuple[float, ...] = Field(
         default=(),

@@ -19,11 +19,13 @@ from llmsim.config_io import (
     find,
     load_catalog,
     load_model_file,
+    read_text,
     shipped_dir,
     unknown_name,
     validate_data,
 )
 from llmsim.errors import ConfigError, UnknownNameError
+from llmsim.limits import MAX_MODEL_DIM
 
 WeightDType = Literal["fp32", "bf16", "fp16", "fp8", "int8", "int4", "fp4"]
 KVDType = Literal["fp32", "bf16", "fp16", "fp8", "int8"]
@@ -49,30 +51,36 @@ DTYPE_BYTES: dict[str, float] = {
 class MLAConfig(BaseModel):
     """Multi-head latent attention (DeepSeek-V2/V3): the KV cache holds a compressed latent."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    kv_lora_rank: int = Field(gt=0)
-    q_lora_rank: int | None = Field(default=None, gt=0)
-    qk_rope_head_dim: int = Field(gt=0)
-    qk_nope_head_dim: int = Field(gt=0)
-    v_head_dim: int = Field(gt=0)
+    kv_lora_rank: int = Field(gt=0, le=MAX_MODEL_DIM)
+    q_lora_rank: int | None = Field(default=None, gt=0, le=MAX_MODEL_DIM)
+    qk_rope_head_dim: int = Field(gt=0, le=MAX_MODEL_DIM)
+    qk_nope_head_dim: int = Field(gt=0, le=MAX_MODEL_DIM)
+    v_head_dim: int = Field(gt=0, le=MAX_MODEL_DIM)
 
 
 class MoEConfig(BaseModel):
     """Mixture of experts in the MLP."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    num_experts: int = Field(gt=1)
-    experts_per_token: int = Field(gt=0)
-    expert_ffn_size: int = Field(gt=0, description="Intermediate size of one routed expert.")
-    num_shared_experts: int = Field(default=0, ge=0)
+    num_experts: int = Field(gt=1, le=MAX_MODEL_DIM)
+    experts_per_token: int = Field(gt=0, le=MAX_MODEL_DIM)
+    expert_ffn_size: int = Field(
+        gt=0, le=MAX_MODEL_DIM, description="Intermediate size of one routed expert."
+    )
+    num_shared_experts: int = Field(default=0, ge=0, le=MAX_MODEL_DIM)
     first_dense_layers: int = Field(
-        default=0, ge=0, description="Leading layers with a dense MLP (of ffn_size) instead."
+        default=0,
+        ge=0,
+        le=MAX_MODEL_DIM,
+        description="Leading layers with a dense MLP (of ffn_size) instead.",
     )
     layer_step: int = Field(
         default=1,
         ge=1,
+        le=MAX_MODEL_DIM,
         description="Of the layers after first_dense_layers, every layer_step-th has experts and "
         "the others a dense MLP (Llama 4's interleave_moe_layer_step; 1: every layer).",
     )
@@ -87,24 +95,24 @@ class MoEConfig(BaseModel):
 class ModelSpec(BaseModel):
     """A transformer decoder's architecture."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str
     hf_id: str | None = None
     aliases: tuple[str, ...] = ()
-    num_layers: int = Field(gt=0)
-    hidden_size: int = Field(gt=0)
-    num_heads: int = Field(gt=0)
-    num_kv_heads: int = Field(gt=0)
-    head_dim: int = Field(gt=0)
-    ffn_size: int = Field(gt=0, description="Dense MLP intermediate size.")
-    vocab_size: int = Field(gt=0)
+    num_layers: int = Field(gt=0, le=MAX_MODEL_DIM)
+    hidden_size: int = Field(gt=0, le=MAX_MODEL_DIM)
+    num_heads: int = Field(gt=0, le=MAX_MODEL_DIM)
+    num_kv_heads: int = Field(gt=0, le=MAX_MODEL_DIM)
+    head_dim: int = Field(gt=0, le=MAX_MODEL_DIM)
+    ffn_size: int = Field(gt=0, le=MAX_MODEL_DIM, description="Dense MLP intermediate size.")
+    vocab_size: int = Field(gt=0, le=MAX_MODEL_DIM)
     gated_mlp: bool = True
     attention: Literal["mha", "gqa", "mla"]
     mla: MLAConfig | None = None
     moe: MoEConfig | None = None
     tie_embeddings: bool = False
-    max_context: int = Field(default=4096, gt=0)
+    max_context: int = Field(default=4096, gt=0, le=MAX_MODEL_DIM)
     weight_dtype: WeightDType = "bf16"
     kv_dtype: KVDType = "bf16"
     published_params_b: float | None = Field(
@@ -114,7 +122,21 @@ class ModelSpec(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
         if self.num_heads % self.num_kv_heads:
-            raise ValueError("num_heads must be a multiple of num_kv_heads")
+            raise ValueError(
+                f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads "
+                f"({self.num_kv_heads})"
+            )
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"num_heads ({self.num_heads}) must divide hidden_size ({self.hidden_size})"
+            )
+        if self.moe is not None and self.num_moe_layers < 1:
+            m = self.moe
+            raise ValueError(
+                f"no layer has experts: num_layers {self.num_layers}, moe.first_dense_layers "
+                f"{m.first_dense_layers}, moe.layer_step {m.layer_step}; a mixture of experts "
+                "needs num_layers - first_dense_layers >= layer_step"
+            )
         if self.attention == "mha" and self.num_kv_heads != self.num_heads:
             raise ValueError("attention 'mha' needs num_kv_heads == num_heads")
         if self.attention == "gqa" and self.num_kv_heads == self.num_heads:
@@ -291,104 +313,184 @@ def get_model(name: str, *, source: str | None = None, field: str = "model") -> 
 
 def from_hf_config(path: str | Path, name: str | None = None) -> ModelSpec:
     """Build a ModelSpec from a Hugging Face ``config.json`` (Llama, Mistral, Mixtral, Qwen2,
-    Qwen3-MoE, DeepSeek-V3, Phi and other decoder-only layouts with the usual key names)."""
+    Qwen3-MoE, DeepSeek-V3, Phi and other decoder-only layouts with the usual key names).
+
+    A missing key or a bad value is a ConfigError naming the file and the config.json key."""
     p = Path(path)
+    text = read_text(p)
     try:
-        cfg: dict[str, Any] = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("file not found", source=str(p)) from None
+        cfg = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"invalid JSON: {exc.msg}", source=str(p), field=f"line {exc.lineno}"
         ) from None
-    return validate_data(ModelSpec, hf_config_to_spec(cfg, name or p.parent.name or p.stem), str(p))
+    except RecursionError:
+        raise ConfigError("invalid JSON: nested too deeply", source=str(p)) from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(
+            f"expected a JSON object of settings, got {type(cfg).__name__}", source=str(p)
+        )
+    keys: dict[str, str] = {}
+    spec = hf_config_to_spec(cfg, name or p.parent.name or p.stem, source=str(p), keys=keys)
+    try:
+        return validate_data(ModelSpec, spec, str(p))
+    except ConfigError as exc:
+        # Name the config.json key the bad value came from, not llmsim's field.
+        if exc.field in keys:
+            raise ConfigError(exc.reason, source=str(p), field=keys[exc.field]) from None
+        raise
 
 
-def hf_config_to_spec(cfg: dict[str, Any], name: str) -> dict[str, Any]:
-    """Map Hugging Face config keys to ModelSpec fields (no validation).
+_HF_KEYS: dict[str, tuple[str, ...]] = {
+    "num_layers": ("num_hidden_layers", "n_layer"),
+    "hidden_size": ("hidden_size", "n_embd", "d_model"),
+    "num_heads": ("num_attention_heads", "n_head"),
+    "num_kv_heads": ("num_key_value_heads", "n_kv_head"),
+    "head_dim": ("head_dim",),
+    "ffn_size": ("intermediate_size", "n_inner", "ffn_dim"),
+    "vocab_size": ("vocab_size",),
+    "max_context": ("max_position_embeddings", "n_positions"),
+}
+"""config.json keys that give each ModelSpec field, in the order they are looked for."""
+
+
+def hf_config_to_spec(
+    cfg: dict[str, Any],
+    name: str,
+    *,
+    source: str | None = None,
+    keys: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Map Hugging Face config keys to ModelSpec fields (ModelSpec validates the result).
 
     A multimodal config (e.g. Llama 4) nests the language model's keys under ``text_config``;
     they are read from there, and the vision encoder is left out (text serving). The
-    quantisation section stays at the top level.
+    quantisation section stays at the top level. A required key that is missing, or a size
+    that is not a positive integer, is a ConfigError naming the key; ``keys`` (when given)
+    receives the key each field was read from.
     """
-    quant: dict[str, Any] = cfg.get("quantization_config") or {}
+    used: dict[str, str] = {} if keys is None else keys
+    quant = cfg.get("quantization_config") or {}
+    if not isinstance(quant, dict):
+        raise _bad("quantization_config", quant, "must be an object", source)
     text = cfg.get("text_config")
     if isinstance(text, dict):
         cfg = {**cfg, **text}
 
-    def pick(*keys: str, default: Any = None) -> Any:
-        for k in keys:
+    def pick(field: str, *names: str, default: Any = None) -> Any:
+        for k in names:
             if cfg.get(k) is not None:
+                used[field] = k
                 return cfg[k]
         return default
 
-    hidden = pick("hidden_size", "n_embd", "d_model")
-    heads = pick("num_attention_heads", "n_head")
-    kv_heads = pick("num_key_value_heads", "n_kv_head", default=heads)
-    head_dim = pick("head_dim", default=(hidden // heads) if hidden and heads else None)
-    ffn = pick("intermediate_size", "n_inner", "ffn_dim", default=4 * hidden if hidden else None)
-    expert_ffn = pick("moe_intermediate_size", default=ffn)
+    def size(field: str, *names: str, default: Any = None, required: bool = True) -> Any:
+        names = names or _HF_KEYS[field]
+        v = pick(field, *names, default=default)
+        if v is None:
+            if required:
+                alt = f" (or {', '.join(names[1:])})" if len(names) > 1 else ""
+                raise ConfigError(
+                    f"required key is missing{alt}: every decoder model gives it",
+                    source=source,
+                    field=names[0],
+                )
+            return None
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 < v <= MAX_MODEL_DIM:
+            raise _bad(
+                used.get(field, names[0]),
+                v,
+                f"must be a whole number from 1 to {MAX_MODEL_DIM:,}",
+                source,
+            )
+        return v
+
+    hidden = size("hidden_size")
+    heads = size("num_heads")
+    kv_heads = size("num_kv_heads", default=heads)
+    if cfg.get("head_dim") is None and hidden % heads:
+        raise ConfigError(
+            f"num_attention_heads ({heads}) must divide hidden_size ({hidden}) when the "
+            "config gives no head_dim",
+            source=source,
+            field=used["num_heads"],
+        )
+    head_dim = size("head_dim", default=hidden // heads)
+    ffn = size("ffn_size", default=4 * hidden)
+    expert_ffn = size("moe.expert_ffn_size", "moe_intermediate_size", default=ffn)
     model_type = str(cfg.get("model_type", ""))
     llama4 = model_type.startswith("llama4")
     if cfg.get("intermediate_size_mlp") is not None:
         # Llama 4: intermediate_size is the expert's (routed and shared), _mlp the dense MLP's.
-        ffn, expert_ffn = cfg["intermediate_size_mlp"], cfg["intermediate_size"]
-    act = str(pick("hidden_act", "activation_function", default="silu"))
+        ffn = size("ffn_size", "intermediate_size_mlp")
+        expert_ffn = size("moe.expert_ffn_size", "intermediate_size")
+    act = str(pick("act", "hidden_act", "activation_function", default="silu"))
     # Gemma's MLP is gated too (GeGLU: gelu_pytorch_tanh on the gate)
     gemma = model_type.startswith("gemma")
     gated = act in ("silu", "swiglu") or gemma
     gated = gated or model_type in ("llama", "mistral", "mixtral", "qwen2")
     spec: dict[str, Any] = {
         "name": name,
-        "num_layers": pick("num_hidden_layers", "n_layer"),
+        "num_layers": size("num_layers"),
         "hidden_size": hidden,
         "num_heads": heads,
         "num_kv_heads": kv_heads,
         "head_dim": head_dim,
         "ffn_size": ffn,
-        "vocab_size": pick("vocab_size"),
+        "vocab_size": size("vocab_size"),
         "gated_mlp": gated,
         # Gemma ties its embeddings by default and its config.json leaves the key out
         "tie_embeddings": bool(cfg.get("tie_word_embeddings", gemma)),
-        "max_context": pick("max_position_embeddings", "n_positions", default=4096),
+        "max_context": size("max_context", default=4096),
     }
     if cfg.get("kv_lora_rank"):
         spec["attention"] = "mla"
-        spec["mla"] = {
-            "kv_lora_rank": cfg["kv_lora_rank"],
-            "q_lora_rank": cfg.get("q_lora_rank"),
-            "qk_rope_head_dim": cfg["qk_rope_head_dim"],
-            "qk_nope_head_dim": cfg["qk_nope_head_dim"],
-            "v_head_dim": cfg["v_head_dim"],
+        mla = {
+            f: size(f"mla.{f}", f, required=f != "q_lora_rank")
+            for f in ("kv_lora_rank", "q_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim")
         }
+        mla["v_head_dim"] = size("mla.v_head_dim", "v_head_dim")
+        spec["mla"] = mla
         # MLA has no hidden_size // heads head width: use the query/key head width, so that
         # q_width == num_heads * head_dim as for the other attention types.
-        spec["head_dim"] = cfg["qk_nope_head_dim"] + cfg["qk_rope_head_dim"]
+        spec["head_dim"] = mla["qk_nope_head_dim"] + mla["qk_rope_head_dim"]
     else:
         spec["attention"] = "mha" if kv_heads == heads else "gqa"
-    experts = pick("n_routed_experts", "num_local_experts", "num_experts")
-    if experts:
+    expert_keys = ("n_routed_experts", "num_local_experts", "num_experts")
+    experts = pick("moe.num_experts", *expert_keys)
+    per_token_keys = ("num_experts_per_tok", "num_experts_per_token", "experts_per_token")
+    per_token = pick("moe.experts_per_token", *per_token_keys)
+    if experts or per_token:
+        # A key present with 0 experts but experts per token is a broken MoE, not a dense model.
         spec["moe"] = {
-            "num_experts": experts,
-            "experts_per_token": pick(
-                "num_experts_per_tok", "num_experts_per_token", "experts_per_token"
-            ),
+            "num_experts": size("moe.num_experts", *expert_keys),
+            "experts_per_token": size("moe.experts_per_token", *per_token_keys),
             "expert_ffn_size": expert_ffn,
             # Llama 4's MoE layers each have one shared expert; its config has no key for it.
-            "num_shared_experts": pick("n_shared_experts", default=1 if llama4 else 0),
-            "first_dense_layers": pick("first_k_dense_replace", default=0),
-            "layer_step": pick("interleave_moe_layer_step", default=1),
+            "num_shared_experts": pick(
+                "moe.num_shared_experts", "n_shared_experts", default=1 if llama4 else 0
+            ),
+            "first_dense_layers": pick(
+                "moe.first_dense_layers", "first_k_dense_replace", default=0
+            ),
+            "layer_step": pick("moe.layer_step", "interleave_moe_layer_step", default=1),
         }
     dtype = str(cfg.get("torch_dtype", "bfloat16"))
     weight = {"float16": "fp16", "float32": "fp32"}.get(dtype, "bf16")
     spec["kv_dtype"] = "fp16" if weight == "fp16" else "bf16"
     # Quantised checkpoints keep torch_dtype as the compute type; the stored weights are
     # what quantization_config says.
-    spec["weight_dtype"] = quantized_weight_dtype(quant) or weight
+    spec["weight_dtype"] = quantized_weight_dtype(quant, source) or weight
     return spec
 
 
-def quantized_weight_dtype(quant: dict[str, Any]) -> str | None:
+def _bad(key: str, value: Any, reason: str, source: str | None) -> ConfigError:
+    shown = json.dumps(value) if not isinstance(value, str) else repr(value)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    return ConfigError(f"{reason} (got {shown})", source=source, field=key)
+
+
+def quantized_weight_dtype(quant: dict[str, Any], source: str | None = None) -> str | None:
     """The stored weight type a Hugging Face ``quantization_config`` describes, or None.
 
     ``fp8`` (e.g. DeepSeek-V3), ``mxfp4`` (gpt-oss), ``compressed-tensors`` (llm-compressor:
@@ -407,9 +509,15 @@ def quantized_weight_dtype(quant: dict[str, Any]) -> str | None:
     kind = "int"
     if method == "compressed-tensors":
         groups = quant.get("config_groups") or {}
+        if not isinstance(groups, dict):
+            raise _bad("quantization_config.config_groups", groups, "must be an object", source)
         weights = [g.get("weights") or {} for g in groups.values() if isinstance(g, dict)]
         # The widest group decides (a mixed checkpoint is rare; bytes are not underestimated).
-        sized = [w for w in weights if w.get("num_bits")]
+        sized = [w for w in weights if isinstance(w, dict) and w.get("num_bits")]
+        for w in sized:
+            if isinstance(w["num_bits"], bool) or not isinstance(w["num_bits"], int):
+                key = "quantization_config.config_groups.weights.num_bits"
+                raise _bad(key, w["num_bits"], "must be a whole number of bits", source)
         if sized:
             widest = max(sized, key=lambda w: int(w["num_bits"]))
             bits, kind = int(widest["num_bits"]), str(widest.get("type", "int")).lower()

@@ -27,7 +27,7 @@ from llmsim.models import KVCacheDType, Quantization
 class PresetPolicy(BaseModel):
     """Scheduling defaults of an engine; ``None`` leaves the policy's own default."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     max_num_seqs: Annotated[int, Field(gt=0)] | Literal["derive"] | None = Field(
         default=None, description="An integer, or 'derive': from the KV capacity, as SGLang does."
@@ -47,7 +47,7 @@ class PresetPolicy(BaseModel):
 class EnginePreset(BaseModel):
     """One serving engine's defaults."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str
     aliases: tuple[str, ...] = ()

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from llmsim.atomic import atomic_write, atomic_write_text
+from llmsim.atomic import atomic_folder, check_folder
 from llmsim.kv_cache import KVBudget
 from llmsim.metrics import Weighted, summary_frame
 from llmsim.scenario import Scenario
@@ -68,24 +68,47 @@ class SimulationResult:
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
         """Write requests.parquet, steps.parquet, summary.json (the summary, plus ``priced_by``
-        and ``warnings`` as lists of lines) and scenario.yaml atomically."""
+        and ``warnings`` as lists of lines) and scenario.yaml (and pools.csv and replicas.csv
+        for runs of several replicas) as one folder, swapped in whole: an interrupted save
+        leaves the previous run's folder as it was. A folder holding other files is refused (a
+        ConfigError), before anything is written."""
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = {
-            "requests": out / "requests.parquet",
-            "steps": out / "steps.parquet",
-            "summary": out / "summary.json",
-            "scenario": out / "scenario.yaml",
+        names = {
+            "requests": "requests.parquet",
+            "steps": "steps.parquet",
+            "summary": "summary.json",
+            "scenario": "scenario.yaml",
         }
-        atomic_write(paths["requests"], lambda p: self.requests.to_parquet(p, index=False))
-        atomic_write(paths["steps"], lambda p: self.steps.to_parquet(p, index=False))
-        atomic_write_text(paths["summary"], self.summary_json())
-        atomic_write_text(paths["scenario"], self.scenario.to_yaml())
-        for name, table in (("pools", self.by_pool), ("replicas", self.by_replica)):
-            if table is not None:
-                paths[name] = out / f"{name}.csv"
-                atomic_write(paths[name], table.to_csv)
-        return paths
+        tables = {"pools": self.by_pool, "replicas": self.by_replica}
+        names.update({k: f"{k}.csv" for k, t in tables.items() if t is not None})
+
+        def write(folder: Path) -> None:
+            self.requests.to_parquet(folder / names["requests"], index=False)
+            self.steps.to_parquet(folder / names["steps"], index=False)
+            (folder / names["summary"]).write_text(self.summary_json(), encoding="utf-8")
+            (folder / names["scenario"]).write_text(self.scenario.to_yaml(), encoding="utf-8")
+            for key, table in tables.items():
+                if table is not None:
+                    table.to_csv(folder / names[key])
+
+        atomic_folder(out, write, RUN_FILES)
+        return {k: out / v for k, v in names.items()}
+
+
+RUN_FILES = (
+    "requests.parquet",
+    "steps.parquet",
+    "summary.json",
+    "scenario.yaml",
+    "pools.csv",
+    "replicas.csv",
+)
+"""Every file a run's output folder may hold: a folder with only these can be replaced."""
+
+
+def check_output_folder(out_dir: str | Path) -> None:
+    """Refuse, before a run, an output folder that ``SimulationResult.save`` would refuse."""
+    check_folder(Path(out_dir), RUN_FILES)
 
 
 def _json_ready(summary: dict[str, float]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from llmsim.config_io import first_error, parse_yaml, read_yaml, validate_data
 from llmsim.cost import CalibratedConfig, CostConfig, RooflineConfig
 from llmsim.errors import ConfigError, LlmsimError
 from llmsim.hardware import get_hardware
+from llmsim.limits import MAX_COUNT, MAX_TOKENS
 from llmsim.metrics import MetricsConfig
 from llmsim.models import KVCacheDType, ModelSpec, Quantization, get_model
 from llmsim.policies import ContinuousConfig, PolicyConfig
@@ -40,18 +41,24 @@ class EngineConfig(BaseModel):
     leaves them unset; ``Scenario`` applies its scheduling defaults to the policy.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     preset: str | None = Field(
         default=None, description="Serving engine preset, e.g. vllm-v1, sglang, tensorrt-llm."
     )
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
-    block_size: int = Field(default=16, gt=0, description="Tokens per KV block.")
+    block_size: int = Field(default=16, gt=0, le=MAX_TOKENS, description="Tokens per KV block.")
     kv_blocks: int | None = Field(
-        default=None, gt=0, description="Override the derived KV capacity (blocks per replica)."
+        default=None,
+        gt=0,
+        le=MAX_COUNT * 100,
+        description="Override the derived KV capacity (blocks per replica).",
     )
     max_model_len: int | None = Field(
-        default=None, gt=0, description="Longest prompt + output accepted; default: the model's."
+        default=None,
+        gt=0,
+        le=2 * MAX_TOKENS,
+        description="Longest prompt + output accepted; default: the model's.",
     )
     kv_cache_dtype: KVCacheDType = Field(
         default="auto",
@@ -159,17 +166,18 @@ class ReplicaSpec:
 class Scenario(BaseModel):
     """A complete, validated description of one simulation run."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = "scenario"
     description: str = ""
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, lt=2**63)
     model: str
     hardware: str
-    tensor_parallel: int = Field(default=1, ge=1, description="GPUs per replica.")
+    tensor_parallel: int = Field(default=1, ge=1, le=1024, description="GPUs per replica.")
     data_parallel: int = Field(
         default=1,
         ge=1,
+        le=100_000,
         description="Identical replicas of the top-level settings behind the default router "
         "(round robin), as vLLM's --data-parallel-size; not with a cluster section, whose "
         "pools give their own replicas.",
@@ -211,13 +219,29 @@ class Scenario(BaseModel):
             return {**data, "policy": preset.policy_update(pol)}
         return data
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        # The name is the default output folder (runs/<name>): a plain file name only.
+        if not v or len(v) > 128:
+            raise ValueError("must be 1 to 128 characters (it names the output folder)")
+        bad = [c for c in v if c in "/\\:" or ord(c) < 32 or ord(c) == 127]
+        if bad or v.startswith(".") or v != v.strip():
+            raise ValueError(
+                f"'{v}' is not a plain file name (it names the output folder runs/<name>): "
+                "no '/', '\\', ':' or control characters, no leading '.' or spaces"
+            )
+        return v
+
     @field_validator("model", "hardware")
     @classmethod
     def _known_name(cls, v: str, info: ValidationInfo) -> str:
         try:
             (get_model if info.field_name == "model" else get_hardware)(v)
-        except LlmsimError as exc:
-            raise ValueError(getattr(exc, "reason", str(exc))) from None
+        except ConfigError as exc:
+            if exc.source:  # a model or profile file of the user's: its own file and field
+                raise
+            raise ValueError(exc.reason) from None
         return v
 
     @model_validator(mode="after")
@@ -227,8 +251,14 @@ class Scenario(BaseModel):
                 f"data_parallel {self.data_parallel} cannot be combined with a cluster "
                 "section: give the replicas per pool (cluster.pools[].replicas) instead"
             )
+        layers = get_model(self.model).num_layers
         for spec in self.replica_specs():
             hw = get_hardware(spec.hardware)
+            if spec.pipeline_parallel > layers:
+                raise ValueError(
+                    f"pool '{spec.pool}': pipeline_parallel {spec.pipeline_parallel} exceeds "
+                    f"the {layers} layers of {self.model}: every stage needs a layer"
+                )
             if spec.tensor_parallel > hw.max_gpus_per_node:
                 where = f"pool '{spec.pool}': " if self.cluster else ""
                 raise ValueError(
@@ -252,9 +282,10 @@ class Scenario(BaseModel):
             if pool.hardware is not None:
                 try:
                     get_hardware(pool.hardware)
-                except LlmsimError as exc:
-                    reason = getattr(exc, "reason", str(exc))
-                    raise ValueError(f"cluster.pools.{i}.hardware: {reason}") from None
+                except ConfigError as exc:
+                    if exc.source:
+                        raise
+                    raise ValueError(f"cluster.pools.{i}.hardware: {exc.reason}") from None
             engine = self.engine
             if pool.engine:
                 base = self.engine.model_dump(exclude_unset=True)
@@ -349,11 +380,19 @@ def parse_override(item: str, source: str) -> tuple[str, Any]:
             f"override '{item}' must look like field.path=value", source=source, field="--set"
         )
     key, raw = item.split("=", 1)
+    key = key.strip()
+    if not all(p.strip() for p in key.split(".")):
+        raise ConfigError(
+            f"override '{item}' names no field: the path before '=' needs a name between "
+            "each pair of dots, e.g. workload.arrival.rate",
+            source=source,
+            field="--set",
+        )
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return key.strip(), value
+        value = parse_yaml(raw, "--set") if raw.strip() else ""
+    except ConfigError:
+        value = raw  # not YAML: the text itself
+    return key, value
 
 
 def apply_overrides(

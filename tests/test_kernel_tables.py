@@ -140,7 +140,10 @@ def test_missing_table_is_a_one_line_error(tmp_path: Path) -> None:
     )
     result = CliRunner().invoke(app, ["run", str(scenario), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
-    assert "hardware: file 'h100-sxm.kernels.parquet' not found" in result.output
+    # The profile file is named, with its own field (not the scenario's hardware field).
+    assert "my-h100.yaml: calibration.kernel_table: file 'h100-sxm.kernels.parquet' not found" in (
+        result.output
+    )
     assert "Traceback" not in result.output
 
 

@@ -280,8 +280,16 @@ HEADER = "timestamp,prompt_tokens,output_tokens\n"
 @pytest.mark.parametrize(
     ("body", "line", "match"),
     [
-        ("0,10,2\n1,abc,2\n", 3, r"prompt_tokens: must be a positive integer \(got 'abc'\)"),
-        ("0,10,2\n1,10,2.5\n", 3, r"output_tokens: must be a positive integer \(got '2\.5'\)"),
+        (
+            "0,10,2\n1,abc,2\n",
+            3,
+            r"prompt_tokens: must be a positive integer up to 100,000,000 \(got 'abc'\)",
+        ),
+        (
+            "0,10,2\n1,10,2.5\n",
+            3,
+            r"output_tokens: must be a positive integer up to 100,000,000 \(got '2\.5'\)",
+        ),
         ("0,10,2\n1,-4,2\n", 3, r"prompt_tokens: must be a positive"),
         ("0,10,2\nsoon,10,2\n", 3, r"timestamp: not a timestamp in s \(got 'soon'\)"),
         ("0,10,2\n\n1,10\n", 4, r"expected 3 fields, found 2"),
@@ -364,8 +372,12 @@ def test_missing_file_and_settings(tmp_path: Path) -> None:
 
 
 def test_empty_trace(tmp_path: Path) -> None:
-    s = read_trace(TraceConfig(format="csv", path=write(tmp_path / "e.csv", HEADER)))
-    assert len(s) == 0
+    # A run of no requests would print empty tables: a trace that yields none is refused.
+    with pytest.raises(ConfigError, match=r"e\.csv: no requests to replay: the file has no data"):
+        read_trace(TraceConfig(format="csv", path=write(tmp_path / "e.csv", HEADER)))
+    late = write(tmp_path / "w.csv", HEADER + "0,10,2\n")
+    with pytest.raises(ConfigError, match="no row falls in the window"):
+        read_trace(TraceConfig(format="csv", path=late, start_s=5))
     with pytest.raises(ConfigError, match="empty file"):
         read_trace(TraceConfig(format="csv", path=write(tmp_path / "z.csv", "")))
 

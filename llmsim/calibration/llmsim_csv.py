@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from llmsim.calibration.records import FAMILIES, operator_frame, step_frame
+from llmsim.config_io import decode_utf8
 from llmsim.cost.kernels import ELEMENTWISE_KINDS, ELEMENTWISE_OPS
 from llmsim.errors import ConfigError
 
@@ -82,11 +83,12 @@ def _rows(path: str | Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]
     """Header and (line number, row) pairs, skipping comment and blank lines."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        data = p.read_bytes()
     except FileNotFoundError:
         raise ConfigError("file not found", source=str(p)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read file ({exc})", source=str(p)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read file ({exc.strerror})", source=str(p)) from None
+    text = decode_utf8(data, str(p))
     header: list[str] | None = None
     rows: list[tuple[int, dict[str, str]]] = []
     for lineno, line in enumerate(text.splitlines(), start=1):

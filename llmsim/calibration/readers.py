@@ -167,6 +167,11 @@ def read_vidur_mlp(path: str | Path, model: str | None = None) -> pd.DataFrame:
         else:
             nbytes = np.broadcast_to(ew_bytes[op], m.shape) * m * BF16
             frames.append(operator_frame(family="elementwise", nbytes=nbytes[keep], **common))
+    if not frames:
+        ops = ", ".join(f"time_stats.{op}.median" for op in VIDUR_GEMMS[:2])
+        raise ConfigError(
+            f"no operator time columns (such as {ops}, ...)", source=src, field="line 1"
+        )
     return pd.concat(frames, ignore_index=True)
 
 

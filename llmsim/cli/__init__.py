@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import io
+import sys
 from typing import Annotated
 
 import typer
@@ -55,5 +57,18 @@ def _main(
     """
 
 
-def main() -> None:  # pragma: no cover - entry point
-    app()
+def main() -> None:
+    """The ``llmsim`` command: the typer app, made safe for narrow encodings.
+
+    Output to a console whose encoding cannot show a character (``PYTHONIOENCODING=ascii``)
+    shows a replacement character instead of failing. (A closed pipe is handled by the
+    consoles: see :mod:`llmsim.cli.common`.)
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and not _is_utf(stream.encoding):
+            stream.reconfigure(errors="replace")
+    app(prog_name="llmsim")
+
+
+def _is_utf(encoding: str | None) -> bool:
+    return (encoding or "").lower().replace("-", "").startswith("utf")

@@ -10,6 +10,7 @@ import pandas as pd
 import typer
 from rich.table import Table
 
+from llmsim.atomic import check_writable_folder
 from llmsim.calibration import calibrate as C
 from llmsim.calibration import steps as S
 from llmsim.calibration.holdout import ape, summary
@@ -141,6 +142,7 @@ def calibrate(
     """
     started = time.perf_counter()
     try:
+        check_writable_folder(out)
         names = list(gpus or [])
         if all_:
             names = names or C.shipped_names()

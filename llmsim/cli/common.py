@@ -3,22 +3,39 @@ scenario argument and ``--set`` option."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from llmsim.errors import LlmsimError
 from llmsim.scenario import Scenario, load_scenario
 
-out_console = Console()
-err_console = Console(stderr=True)
 
-ScenarioArg = Annotated[
-    Path, typer.Argument(help="Scenario YAML file.", show_default=False, dir_okay=False)
-]
+class _Console(Console):
+    """A rich console that ends the command as the standard Unix tools end when the reader
+    of its pipe goes away (``llmsim run ... | head -2``): quietly, killed by SIGPIPE, where
+    rich would exit with status 1."""
+
+    def on_broken_pipe(self) -> None:
+        if hasattr(signal, "SIGPIPE"):
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGPIPE)
+        # Where there is no SIGPIPE: nothing left to flush at exit, and the status a shell
+        # reports for one.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), self.file.fileno())
+        raise SystemExit(141)
+
+
+out_console = _Console()
+err_console = _Console(stderr=True)
+
+ScenarioArg = Annotated[Path, typer.Argument(help="Scenario YAML file.", show_default=False)]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -31,9 +48,16 @@ SetOpt = Annotated[
 
 
 def fail(exc: LlmsimError) -> typer.Exit:
-    """Print a user error on one line; the caller raises the returned exit (code 2)."""
-    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    """Print a user error on one line; the caller raises the returned exit (code 2).
+
+    The message is printed as text, never as markup, with line breaks and other control
+    characters (which a bad value may carry) shown escaped, so it stays one line."""
+    text = "".join(_CONTROL.get(c, c) for c in str(exc))
+    err_console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
     return typer.Exit(code=2)
+
+
+_CONTROL = {chr(i): repr(chr(i))[1:-1] for i in [*range(32), 127]}
 
 
 def load(path: Path, overrides: list[str] | None) -> Scenario:

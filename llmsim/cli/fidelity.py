@@ -12,7 +12,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from llmsim.atomic import atomic_write, atomic_write_text
+from llmsim.atomic import atomic_write, atomic_write_text, check_writable_folder
 from llmsim.calibration import calibrate as C
 from llmsim.calibration import steps as S
 from llmsim.calibration.holdout import REGIMES, ape, profile_errors, summary
@@ -168,6 +168,10 @@ def fidelity(
                 field="--serving",
             )
         )
+    try:
+        check_writable_folder(out)
+    except LlmsimError as exc:
+        raise fail(exc) from None
     if serving:
         if cost not in ("calibrated", "roofline"):
             raise fail(

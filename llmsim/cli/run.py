@@ -17,7 +17,7 @@ from llmsim.diagnostics import predicted_rejections
 from llmsim.engine import Simulation
 from llmsim.errors import ConfigError, LlmsimError
 from llmsim.metrics import parse_goodput
-from llmsim.result import SimulationResult
+from llmsim.result import SimulationResult, check_output_folder
 
 
 def run(
@@ -83,6 +83,8 @@ def run(
     try:
         extra = _benchmark_overrides(max_concurrency, goodput, metric_percentiles)
         sc = load(scenario, [*(overrides or []), *extra])
+        folder = out if out is not None else Path("runs") / sc.name
+        check_output_folder(folder)  # before the simulation, not after it
         sim = Simulation(sc)
         before = _predicted_rejections(sim)
     except LlmsimError as exc:
@@ -102,8 +104,10 @@ def run(
         ) as bar:
             task = bar.add_task(f"simulating {sc.name}", total=len(sim.stream))
             result = sim.run(progress=lambda done, total: bar.update(task, completed=done))
-    folder = out if out is not None else Path("runs") / sc.name
-    paths = result.save(folder)
+    try:
+        paths = result.save(folder)
+    except LlmsimError as exc:
+        raise fail(exc) from None
     if quiet or as_json:
         if as_json and not quiet:
             sys.stdout.write(result.summary_json())
@@ -271,7 +275,8 @@ def _print_groups(frame: pd.DataFrame, title: str) -> None:
 
 
 def validate(scenario: ScenarioArg, overrides: SetOpt = None) -> None:
-    """Check a scenario (fields, names, memory fit) without running it.
+    """Check a scenario (fields, names, memory fit, the workload's files) without running it:
+    what ``run`` refuses before simulating, ``validate`` refuses too.
 
     Example: llmsim validate my.yaml --set hardware=L40S
     """

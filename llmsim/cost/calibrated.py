@@ -31,6 +31,7 @@ from llmsim.cost.kernel_table import Curve, size_points
 from llmsim.errors import ConfigError
 from llmsim.hardware import HardwareProfile, list_hardware
 from llmsim.hardware_calibration import Calibration
+from llmsim.limits import MAX_MS
 from llmsim.models import DTYPE_BYTES, ModelSpec
 
 NORM, ROPE, ACTIVATION, ADD, EMBEDDING = range(len(K.ELEMENTWISE_KINDS))
@@ -47,18 +48,22 @@ class CalibratedConfig(BaseModel):
     (``engine.preset``) or the fields here replace them.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind: Literal["calibrated"] = "calibrated"
     step_overhead_ms: float | None = Field(
-        default=None, ge=0, description="Host time per step, ms; default: the profile's."
+        default=None, ge=0, le=MAX_MS, description="Host time per step, ms; default: the profile's."
     )
     seq_overhead_us: float | None = Field(
-        default=None, ge=0, description="Host time per sequence, us; default: the profile's."
+        default=None,
+        ge=0,
+        le=MAX_MS,
+        description="Host time per sequence, us; default: the profile's.",
     )
     tp_overhead_ms: float | None = Field(
         default=None,
         ge=0,
+        le=MAX_MS,
         description="Extra host time per step with several GPUs, ms; default: the profile's.",
     )
     compute_dtype: Literal["bf16", "fp16", "fp8"] | None = Field(

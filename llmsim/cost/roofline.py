@@ -30,25 +30,27 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llmsim.cost.base import BatchShape, gemm_dtype
 from llmsim.hardware import HardwareProfile
+from llmsim.limits import MAX_MS
 from llmsim.models import DTYPE_BYTES, ModelSpec
 
 
 class RooflineConfig(BaseModel):
     """Parameters of the roofline model (scenario section ``engine.cost``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind: Literal["roofline"] = "roofline"
     gemm_efficiency: float = Field(default=0.7, gt=0, le=1)
     memory_efficiency: float = Field(default=0.8, gt=0, le=1)
     attention_efficiency: float = Field(default=0.5, gt=0, le=1)
     link_efficiency: float = Field(default=0.7, gt=0, le=1)
-    kernel_launch_us: float = Field(default=4.0, ge=0)
-    step_overhead_ms: float = Field(default=2.0, ge=0)
-    seq_overhead_us: float = Field(default=10.0, ge=0)
+    kernel_launch_us: float = Field(default=4.0, ge=0, le=MAX_MS)
+    step_overhead_ms: float = Field(default=2.0, ge=0, le=MAX_MS)
+    seq_overhead_us: float = Field(default=10.0, ge=0, le=MAX_MS)
     tp_overhead_ms: float = Field(
         default=0.0,
         ge=0,
+        le=MAX_MS,
         description="Extra host time per step when tensor_parallel > 1, ms (an engine "
         "preset sets it).",
     )

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from llmsim.limits import MAX_COUNT, MAX_MEMORY_GIB, MAX_TOKENS
 from llmsim.policies.base import ReplicaContext
 from llmsim.policies.waiting import Order
 
@@ -40,10 +41,10 @@ ADMISSION_ALIASES = {"max_utilization": "preempt", "guaranteed_no_evict": "no_ev
 class ContinuousConfig(BaseModel):
     """Scenario section ``policy`` with ``kind: continuous``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind: Literal["continuous"] = "continuous"
-    max_num_seqs: Annotated[int, Field(gt=0)] | Literal["derive"] = Field(
+    max_num_seqs: Annotated[int, Field(gt=0, le=MAX_COUNT)] | Literal["derive"] = Field(
         default=256,
         description="Running sequences at most. 'derive': SGLang's rule, from the KV cache's "
         "token capacity and max_model_len (derived_max_seqs); the sglang preset uses it.",
@@ -51,6 +52,7 @@ class ContinuousConfig(BaseModel):
     max_num_batched_tokens: int | None = Field(
         default=None,
         gt=0,
+        le=MAX_TOKENS,
         description="Token budget per step. Default: max_model_len without chunked prefill "
         f"(vLLM 0.6's rule), {CHUNKED_DEFAULT_BUDGET} with it.",
     )
@@ -63,7 +65,10 @@ class ContinuousConfig(BaseModel):
         "prefill always mixes.",
     )
     long_prefill_token_threshold: int | None = Field(
-        default=None, gt=0, description="Chunked prefill: most prompt tokens per request a step."
+        default=None,
+        gt=0,
+        le=MAX_TOKENS,
+        description="Chunked prefill: most prompt tokens per request a step.",
     )
     admission: Literal["preempt", "no_evict"] = Field(
         default="preempt",
@@ -75,7 +80,10 @@ class ContinuousConfig(BaseModel):
     )
     preemption: Literal["recompute", "swap"] = "recompute"
     swap_space_gib: float = Field(
-        default=4.0, ge=0, description="Host memory per GPU for swapped-out KV (vLLM: 4)."
+        default=4.0,
+        ge=0,
+        le=MAX_MEMORY_GIB,
+        description="Host memory per GPU for swapped-out KV (vLLM: 4).",
     )
     watermark: float = Field(
         default=0.01, ge=0, lt=1, description="Fraction of KV blocks kept free at admission."
@@ -86,6 +94,7 @@ class ContinuousConfig(BaseModel):
     cpu_kv_offload_gib: float = Field(
         default=0.0,
         ge=0,
+        le=MAX_MEMORY_GIB,
         description="Host-memory tier of the prefix cache, GiB summed over the replica's GPUs "
         "(vLLM --kv-offloading-size with the native OffloadingConnector). Every computed full "
         "prompt block is copied there (asynchronously: no time charged); a prefix found there "
@@ -96,6 +105,7 @@ class ContinuousConfig(BaseModel):
     num_scheduler_steps: int = Field(
         default=1,
         ge=1,
+        le=MAX_COUNT,
         description="Multi-step scheduling (vLLM V0 --num-scheduler-steps): the scheduler runs "
         "once every this many steps and the batch decodes in between, so requests are admitted, "
         "and finished requests' slots freed, only at those points. Without chunked prefill a "

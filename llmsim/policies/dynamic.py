@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from llmsim.limits import MAX_COUNT, MAX_MS
 from llmsim.policies.base import ReplicaContext
 from llmsim.policies.request_level import EPS, RequestLevelPolicy
 from llmsim.request import Request
@@ -21,11 +22,11 @@ from llmsim.request import Request
 class DynamicConfig(BaseModel):
     """Scenario section ``policy`` with ``kind: dynamic``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind: Literal["dynamic"] = "dynamic"
-    max_batch_size: int = Field(default=32, gt=0)
-    max_queue_delay_ms: float = Field(default=50.0, ge=0)
+    max_batch_size: int = Field(default=32, gt=0, le=MAX_COUNT)
+    max_queue_delay_ms: float = Field(default=50.0, ge=0, le=MAX_MS)
     preferred_batch_sizes: tuple[int, ...] = ()
     adaptive: bool = False
 

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmsim.limits import MAX_COUNT, MAX_SECONDS
 from llmsim.policies.base import ReplicaContext
 from llmsim.policies.request_level import EPS, RequestLevelPolicy
 from llmsim.request import Request
@@ -15,12 +16,15 @@ from llmsim.request import Request
 class StaticConfig(BaseModel):
     """Scenario section ``policy`` with ``kind: static``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind: Literal["static"] = "static"
-    batch_size: int = Field(gt=0, description="Requests per batch.")
+    batch_size: int = Field(gt=0, le=MAX_COUNT, description="Requests per batch.")
     max_wait_s: float | None = Field(
-        default=None, gt=0, description="Run a partial batch once its oldest waited this long."
+        default=None,
+        gt=0,
+        le=MAX_SECONDS,
+        description="Run a partial batch once its oldest waited this long.",
     )
 
     @property

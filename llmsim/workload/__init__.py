@@ -12,6 +12,7 @@ from dataclasses import replace
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from llmsim.limits import MAX_COUNT, MAX_SECONDS
 from llmsim.workload.arrivals import (
     ArrivalConfig,
     BatchArrivals,
@@ -62,7 +63,7 @@ class WorkloadConfig(BaseModel):
     replay (at most that many requests; arrivals in the first ``duration_s`` seconds).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     arrival: ArrivalConfig | None = None
     trace: TraceConfig | None = None
@@ -85,15 +86,18 @@ class WorkloadConfig(BaseModel):
     classes: tuple[ClassRule, ...] = Field(
         default=(), description="Rules naming request classes, first match wins."
     )
-    num_requests: int | None = Field(default=None, gt=0)
+    num_requests: int | None = Field(default=None, gt=0, le=MAX_COUNT)
     max_concurrency: int | None = Field(
         default=None,
         gt=0,
+        le=MAX_COUNT,
         description="At most this many requests in flight (vLLM benchmark's --max-concurrency): "
         "a request due while that many are out waits at the client until one finishes, and "
         "its latency counts from when it is sent.",
     )
-    duration_s: float | None = Field(default=None, gt=0, description="Arrivals stop after this.")
+    duration_s: float | None = Field(
+        default=None, gt=0, le=MAX_SECONDS, description="Arrivals stop after this."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> WorkloadConfig:
@@ -142,9 +146,20 @@ class WorkloadConfig(BaseModel):
                 )
             if self.sessions is not None:
                 raise ValueError("stages cannot be combined with sessions")
+            if arrival.num_requests > MAX_COUNT:
+                raise ValueError(
+                    f"the stages send {arrival.num_requests:,} requests (rate x duration_s "
+                    f"each); a run holds at most {MAX_COUNT:,}"
+                )
             return self
         if (self.num_requests is None) == (self.duration_s is None):
             raise ValueError("give exactly one of num_requests or duration_s")
+        peak = getattr(arrival, "max_rate", None) or getattr(arrival, "mean_rate", None)
+        if self.duration_s is not None and peak and peak * self.duration_s > MAX_COUNT:
+            raise ValueError(
+                f"a rate of up to {peak:g} req/s for duration_s {self.duration_s:g} makes about "
+                f"{peak * self.duration_s:,.0f} requests; a run holds at most {MAX_COUNT:,}"
+            )
         if isinstance(arrival, BatchArrivals | ClosedLoopArrivals) and self.num_requests is None:
             raise ValueError(f"{arrival.kind} arrivals need num_requests")
         if (

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmsim.limits import MAX_RATE
 from llmsim.workload.closed_loop import ClosedLoopArrivals
 from llmsim.workload.stages import StagedArrivals
 from llmsim.workload.time_varying import DiurnalArrivals, OnOffArrivals, PiecewiseArrivals
@@ -22,9 +23,9 @@ from llmsim.workload.time_varying import DiurnalArrivals, OnOffArrivals, Piecewi
 class _Renewal(BaseModel):
     """Independent, identically distributed gaps between arrivals; the first at its gap."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    rate: float = Field(gt=0, description="Requests per second.")
+    rate: float = Field(gt=0, le=MAX_RATE, description="Requests per second.")
 
     @property
     def mean_rate(self) -> float:
@@ -68,7 +69,9 @@ class GammaArrivals(_Renewal):
     """
 
     kind: Literal["gamma"] = "gamma"
-    cv: float = Field(gt=0, description="Standard deviation / mean of the gaps (1 = Poisson).")
+    cv: float = Field(
+        gt=0, le=100, description="Standard deviation / mean of the gaps (1 = Poisson)."
+    )
 
     def _gaps(self, rng: np.random.Generator, n: int) -> np.ndarray:
         shape = 1.0 / self.cv**2
@@ -94,7 +97,7 @@ class ConstantArrivals(_Renewal):
 class BatchArrivals(BaseModel):
     """Every request present at time 0: an offline (throughput) run."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind: Literal["batch"] = "batch"
 

@@ -12,6 +12,7 @@ from dataclasses import replace
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from llmsim.limits import MAX_PRIORITY, MAX_TOKENS
 from llmsim.workload.stream import RequestStream
 
 DEFAULT_CLASS = "default"
@@ -20,12 +21,14 @@ DEFAULT_CLASS = "default"
 class ClassRule(BaseModel):
     """Requests that meet every condition given (and are not claimed by an earlier rule)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = Field(min_length=1, description="Class given to the matching requests.")
-    priority: int = Field(default=0, description="Lower is served first.")
-    min_prompt_tokens: int | None = Field(default=None, ge=0)
-    max_prompt_tokens: int | None = Field(default=None, ge=0)
+    priority: int = Field(
+        default=0, ge=-MAX_PRIORITY, le=MAX_PRIORITY, description="Lower is served first."
+    )
+    min_prompt_tokens: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
+    max_prompt_tokens: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
     tags: tuple[str, ...] | None = Field(
         default=None, description="Match only these incoming tags (a trace's class column)."
     )

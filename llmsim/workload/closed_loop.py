@@ -36,6 +36,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmsim.errors import ConfigError
+from llmsim.limits import MAX_COUNT
 from llmsim.workload.durations import DurationConfig, ExponentialDuration, FixedDuration
 from llmsim.workload.stream import RequestStream
 
@@ -58,10 +59,12 @@ class ClosedLoopArrivals(BaseModel):
     ``jitter`` after it is sent.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind: Literal["closed_loop"] = "closed_loop"
-    clients: int = Field(gt=0, description="Concurrent users (the maximum requests in flight).")
+    clients: int = Field(
+        gt=0, le=MAX_COUNT, description="Concurrent users (the maximum requests in flight)."
+    )
     think_time: DurationConfig = Field(default_factory=lambda: FixedDuration(value=0.0))
     ramp_up_s: float = Field(
         default=DEFAULT_RAMP_UP_S,

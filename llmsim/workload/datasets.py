@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from functools import cache
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from llmsim.errors import ConfigError
+from llmsim.limits import MAX_TOKENS
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -65,22 +67,43 @@ def trace_dataset_path(name: str) -> Path:
 
 @cache
 def read_column(path: str, column: str) -> np.ndarray:
-    """A CSV column of positive integers, in file order; a bad value names its line."""
+    """A CSV column of positive integers (up to ``MAX_TOKENS``), in file order; a bad value
+    names its line, and a file that cannot be read as CSV names the file."""
+    if Path(path).exists() and not Path(path).is_file():
+        raise ConfigError("not a regular file (a folder, device or pipe)", source=path)
     try:
         header = pd.read_csv(path, nrows=0).columns
+        if column not in header:
+            raise ConfigError(
+                f"no column '{column}'; columns: {', '.join(map(str, header))}", source=path
+            )
+        col = pd.read_csv(path, usecols=[column], dtype=str, keep_default_na=False)[column]
     except FileNotFoundError:
         raise ConfigError("file not found", source=path) from None
-    if column not in header:
+    except IsADirectoryError:
+        raise ConfigError("is a folder, not a file", source=path) from None
+    except pd.errors.EmptyDataError:
+        raise ConfigError("empty file: expected a header line", source=path) from None
+    except UnicodeDecodeError as exc:
         raise ConfigError(
-            f"no column '{column}'; columns: {', '.join(map(str, header))}", source=path
-        )
-    col = pd.read_csv(path, usecols=[column])[column]
+            f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); save the file as UTF-8",
+            source=path,
+        ) from None
+    except (pd.errors.ParserError, ValueError, OSError, EOFError, zlib.error) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot read the file as CSV ({reason})", source=path) from None
     values = pd.to_numeric(col, errors="coerce")
-    bad = values.isna() | (values <= 0) | (values != np.floor(values))
+    with np.errstate(invalid="ignore"):
+        bad = values.isna() | (values <= 0) | (values > MAX_TOKENS) | (values != np.floor(values))
     if bad.any():
         line = int(np.flatnonzero(bad.to_numpy())[0]) + 2  # header is line 1
         raise ConfigError(
-            f"column '{column}' must hold positive integers (got {col.iloc[line - 2]!r})",
+            f"column '{column}' must hold positive integers up to {MAX_TOKENS:,} "
+            f"(got {col.iloc[line - 2]!r})",
             source=f"{path}:{line}",
+        )
+    if not len(values):
+        raise ConfigError(
+            f"no values in column '{column}': the file has a header only", source=path
         )
     return values.to_numpy(dtype=np.int64)

@@ -8,6 +8,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmsim.errors import ConfigError
+from llmsim.limits import MAX_TOKENS
 from llmsim.workload.datasets import DATA_DIR as DATA_DIR
 from llmsim.workload.datasets import (
     DATASETS,
@@ -19,12 +20,12 @@ from llmsim.workload.datasets import (
 
 
 class _Length(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class FixedLength(_Length):
     kind: Literal["fixed"] = "fixed"
-    value: int = Field(gt=0)
+    value: int = Field(gt=0, le=MAX_TOKENS)
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return np.full(n, self.value, dtype=np.int64)
@@ -40,7 +41,7 @@ class TargetLength(_Length):
     """
 
     kind: Literal["target"] = "target"
-    value: int = Field(gt=0, le=10_000_000)
+    value: int = Field(gt=0, le=MAX_TOKENS)
     early_fraction: float = Field(default=0.0, ge=0, le=1, description="Requests stopping early.")
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -53,8 +54,8 @@ class UniformLength(_Length):
     """Integers drawn uniformly from ``low`` to ``high``, both included."""
 
     kind: Literal["uniform"] = "uniform"
-    low: int = Field(gt=0)
-    high: int = Field(gt=0)
+    low: int = Field(gt=0, le=MAX_TOKENS)
+    high: int = Field(gt=0, le=MAX_TOKENS)
 
     @model_validator(mode="after")
     def _ordered(self) -> UniformLength:
@@ -70,10 +71,10 @@ class LognormalLength(_Length):
     """Log-normal with the given mean and coefficient of variation, rounded, clipped."""
 
     kind: Literal["lognormal"] = "lognormal"
-    mean: float = Field(gt=0)
-    cv: float = Field(default=1.0, gt=0, description="Standard deviation / mean.")
-    min: int = Field(default=1, gt=0)
-    max: int | None = Field(default=None, gt=0)
+    mean: float = Field(gt=0, le=MAX_TOKENS)
+    cv: float = Field(default=1.0, gt=0, le=100, description="Standard deviation / mean.")
+    min: int = Field(default=1, gt=0, le=MAX_TOKENS)
+    max: int | None = Field(default=None, gt=0, le=MAX_TOKENS)
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         sigma2 = np.log1p(self.cv**2)
@@ -89,7 +90,9 @@ class EmpiricalLength(_Length):
     dataset: str | None = Field(default=None, description=f"Shipped: {', '.join(DATASETS)}.")
     path: str | None = Field(default=None, description="A CSV file of your own.")
     column: str
-    max: int | None = Field(default=None, gt=0, description="Drop values above this.")
+    max: int | None = Field(
+        default=None, gt=0, le=MAX_TOKENS, description="Drop values above this."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> EmpiricalLength:
@@ -127,7 +130,7 @@ class DatasetLengths(BaseModel):
     short summaries, short questions with long answers); drawing rows keeps every pair intact.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     dataset: str | None = Field(default=None, description=f"Shipped: {', '.join(DATASETS)}.")
     path: str | None = Field(default=None, description="A CSV file of your own.")

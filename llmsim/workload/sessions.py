@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmsim.errors import ConfigError
+from llmsim.limits import MAX_TOKENS
 from llmsim.workload.arrivals import OpenLoopArrivals
 from llmsim.workload.durations import DurationConfig
 from llmsim.workload.lengths import LengthConfig
@@ -46,14 +47,18 @@ class SessionConfig(BaseModel):
     after each answer instead, and ``think_time`` must be left out.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     turns: LengthConfig = Field(description="Turns per session.")
     think_time: DurationConfig | None = Field(
         default=None, description="Open loop: seconds from a turn's arrival to the next turn's."
     )
-    system_prompt_tokens: int = Field(default=0, ge=0, description="Shared by all sessions.")
-    hash_block_size: int = Field(default=16, gt=0, description="Tokens per prefix hash block.")
+    system_prompt_tokens: int = Field(
+        default=0, ge=0, le=MAX_TOKENS, description="Shared by all sessions."
+    )
+    hash_block_size: int = Field(
+        default=16, gt=0, le=MAX_TOKENS, description="Tokens per prefix hash block."
+    )
     max_context_tokens: int | None = Field(
         default=None, gt=0, description="End a session before a turn longer than this."
     )

@@ -24,7 +24,7 @@ _USER = 1 << 41
 class SharedPrefixConfig(BaseModel):
     """Workload section ``shared_prefix``: prompts from a cycled pool of groups x users."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     groups: int = Field(gt=0, le=100_000, description="Groups, one system prompt each.")
     prompts_per_group: int = Field(gt=0, le=100_000, description="Users (questions) per group.")

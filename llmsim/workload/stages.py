@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class Stage(BaseModel):
     """One load stage: ``round(rate x duration_s)`` requests."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     rate: float = Field(gt=0, le=1e6, description="Requests per second.")
     duration_s: float = Field(gt=0, le=1e7, description="Seconds the stage sends for.")
@@ -32,7 +32,7 @@ class StagedArrivals(BaseModel):
     """Workload ``arrival`` with ``kind: stages``: stages of exactly ``rate x duration_s``
     requests each, in order; with ``drain`` a stage starts once the previous one has finished."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind: Literal["stages"] = "stages"
     stages: tuple[Stage, ...] = Field(min_length=1, description="The load stages, in order.")

@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmsim.errors import ConfigError
+from llmsim.limits import MAX_RATE, MAX_SECONDS
 
 RateFn = Callable[[np.ndarray], np.ndarray]
 
@@ -59,7 +60,7 @@ def thinned_times(
 
 
 class _RateCurve(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     @property
     def max_rate(self) -> float:
@@ -103,10 +104,12 @@ class OnOffArrivals(_RateCurve):
     """
 
     kind: Literal["onoff"] = "onoff"
-    rate: float = Field(gt=0, description="Requests per second during an on-period.")
-    on_s: float = Field(gt=0)
-    off_s: float = Field(gt=0)
-    off_rate: float = Field(default=0.0, ge=0, description="Requests per second while off.")
+    rate: float = Field(gt=0, le=MAX_RATE, description="Requests per second during an on-period.")
+    on_s: float = Field(gt=0, le=MAX_SECONDS)
+    off_s: float = Field(gt=0, le=MAX_SECONDS)
+    off_rate: float = Field(
+        default=0.0, ge=0, le=MAX_RATE, description="Requests per second while off."
+    )
     periods: Literal["fixed", "exponential"] = "fixed"
 
     @model_validator(mode="after")
@@ -164,10 +167,10 @@ class _RandomPeriods:
 class RateSegment(BaseModel):
     """``rate`` requests per second for ``duration_s`` seconds."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    duration_s: float = Field(gt=0)
-    rate: float = Field(ge=0)
+    duration_s: float = Field(gt=0, le=MAX_SECONDS)
+    rate: float = Field(ge=0, le=MAX_RATE)
 
 
 class PiecewiseArrivals(_RateCurve):
@@ -216,9 +219,9 @@ class DiurnalArrivals(_RateCurve):
     """
 
     kind: Literal["diurnal"] = "diurnal"
-    rate: float = Field(gt=0, description="Mean requests per second over a period.")
+    rate: float = Field(gt=0, le=MAX_RATE, description="Mean requests per second over a period.")
     amplitude: float = Field(default=0.5, ge=0, le=1, description="Swing relative to the mean.")
-    period_s: float = Field(gt=0, description="Length of one compressed day.")
+    period_s: float = Field(gt=0, le=MAX_SECONDS, description="Length of one compressed day.")
     peak_at: float = Field(default=0.5, ge=0, lt=1, description="Peak, as a fraction of a day.")
 
     @property

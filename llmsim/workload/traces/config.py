@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from llmsim.limits import MAX_COUNT, MAX_SECONDS, MAX_TIME_SCALE, MAX_TOKENS
 from llmsim.workload.datasets import TRACE_DATASETS, trace_dataset_path
 
 TraceFormat = Literal["azure", "mooncake", "burstgpt", "csv", "jsonl"]
@@ -33,7 +34,7 @@ class TraceColumns(BaseModel):
     string ignores a column the format would read.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     timestamp: str | None = None
     prompt_tokens: str | None = None
@@ -124,7 +125,7 @@ class TraceConfig(BaseModel):
     ``time_scale``.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     format: TraceFormat | None = Field(default=None, description="Implied by a dataset.")
     path: str | None = Field(default=None, description="A trace file (.gz is read as gzip).")
@@ -133,14 +134,25 @@ class TraceConfig(BaseModel):
     )
     columns: TraceColumns = Field(default_factory=TraceColumns)
     time_unit: TimeUnit | None = Field(default=None, description="Default: the format's.")
-    time_scale: float = Field(default=1.0, gt=0, description="Replay k times faster.")
-    start_s: float = Field(default=0.0, ge=0, description="Window start, trace seconds.")
-    end_s: float | None = Field(default=None, gt=0, description="Window end, trace seconds.")
+    time_scale: float = Field(
+        default=1.0, gt=0, le=MAX_TIME_SCALE, description="Replay k times faster."
+    )
+    start_s: float = Field(
+        default=0.0, ge=0, le=MAX_SECONDS, description="Window start, trace seconds."
+    )
+    end_s: float | None = Field(
+        default=None, gt=0, le=MAX_SECONDS, description="Window end, trace seconds."
+    )
     sample: float = Field(default=1.0, gt=0, le=1, description="Fraction of rows kept.")
-    max_requests: int | None = Field(default=None, gt=0, description="Stop after this many.")
+    max_requests: int | None = Field(
+        default=None, gt=0, le=MAX_COUNT, description="Stop after this many."
+    )
     skip_bad_rows: bool = Field(default=False, description="Skip and count invalid rows.")
     hash_block_size: int | None = Field(
-        default=None, gt=0, description="Tokens per hash block; default: the format's."
+        default=None,
+        gt=0,
+        le=MAX_TOKENS,
+        description="Tokens per hash block; default: the format's.",
     )
     delimiter: str = Field(default=",", min_length=1, max_length=1, description="CSV only.")
 

@@ -13,7 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llmsim.limits import MAX_PRIORITY, MAX_TOKENS
 from llmsim.workload.traces.config import TimeUnit
+
+MAX_TIMESTAMP = 4e18
+"""Largest timestamp (in its unit) read: differences of two stay within 64-bit integers."""
 
 SECONDS_PER: dict[str, float] = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9, "datetime": 1e9}
 """Timestamp units per second; date-times are read as nanoseconds."""
@@ -44,24 +48,28 @@ def timestamps(values: Sequence[Any], unit: TimeUnit) -> tuple[np.ndarray, np.nd
     num = _numbers(values)
     arr = num.to_numpy()
     if arr.dtype.kind in "iu":
-        return arr.astype(np.int64), np.zeros(len(arr), dtype=bool)
+        bad = (arr > MAX_TIMESTAMP) | (arr < -MAX_TIMESTAMP)
+        return np.where(bad, 0, arr).astype(np.int64), bad
     arr = arr.astype(float)
-    bad = ~np.isfinite(arr)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(arr) | (np.abs(arr) > MAX_TIMESTAMP)
     arr[bad] = 0.0
     return arr, bad
 
 
 def counts(values: Sequence[Any], minimum: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Whole numbers >= ``minimum`` (token counts)."""
+    """Whole numbers from ``minimum`` to ``MAX_TOKENS`` (token counts)."""
     arr = _floats(values)
-    bad = ~np.isfinite(arr) | (arr < minimum) | (arr != np.floor(arr))
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(arr) | (arr < minimum) | (arr > MAX_TOKENS) | (arr != np.floor(arr))
     return np.where(bad, minimum, arr).astype(np.int64), bad
 
 
 def integers(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Whole numbers of any sign (priorities)."""
+    """Whole numbers of any sign, up to ``MAX_PRIORITY`` in size (priorities)."""
     arr = _floats(values)
-    bad = ~np.isfinite(arr) | (arr != np.floor(arr))
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(arr) | (np.abs(arr) > MAX_PRIORITY) | (arr != np.floor(arr))
     return np.where(bad, 0, arr).astype(np.int64), bad
 
 
@@ -96,11 +104,11 @@ def id_lists(values: Sequence[Any]) -> tuple[list[list[int]], np.ndarray]:
 
 REASONS: dict[str, str] = {
     "timestamp": "not a timestamp in {unit}",
-    "prompt_tokens": "must be a positive integer",
-    "output_tokens": "must be a positive integer",
+    "prompt_tokens": f"must be a positive integer up to {MAX_TOKENS:,}",
+    "output_tokens": f"must be a positive integer up to {MAX_TOKENS:,}",
     "session_id": "must not be empty",
     "request_class": "must be a string",
-    "priority": "must be an integer",
+    "priority": f"must be an integer from {-MAX_PRIORITY:,} to {MAX_PRIORITY:,}",
     "hash_ids": "must be a list of integers",
 }
 """Why a value of each field was rejected."""
@@ -108,7 +116,9 @@ REASONS: dict[str, str] = {
 
 def describe(field: str, raw: Any, unit: str) -> str:
     """The reason a raw value of ``field`` is bad, with the value."""
-    what = "a date-time" if unit == "datetime" else unit
-    reason = REASONS[field].format(unit=what)
+    if field == "timestamp" and unit == "datetime":
+        reason = "not an ISO 8601 date-time"
+    else:
+        reason = REASONS[field].format(unit=unit)
     text = repr(raw)
     return f"{reason} (got {text if len(text) <= 40 else text[:37] + '...'})"

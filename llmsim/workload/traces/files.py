@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -39,18 +40,6 @@ class RawChunk:
         return len(self.lines)
 
 
-def open_text(path: str, newline: str | None = None) -> IO[str]:
-    """A text file, gunzipped when its name ends in .gz; a missing file is a ConfigError."""
-    try:
-        if path.endswith(".gz"):
-            return gzip.open(path, "rt", encoding="utf-8-sig", newline=newline)
-        return open(path, encoding="utf-8-sig", newline=newline)
-    except FileNotFoundError:
-        raise ConfigError("file not found", source=path) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read file ({exc.strerror})", source=path) from None
-
-
 def csv_chunks(
     path: str,
     columns: dict[str, str],
@@ -63,6 +52,63 @@ def csv_chunks(
     A column listed in ``optional`` may be missing from the header (that field is then not
     read); any other missing column is an error naming the columns the file has.
     """
+    return _guarded(path, _csv_chunks(path, columns, optional, delimiter, chunk_rows))
+
+
+def jsonl_chunks(
+    path: str, columns: dict[str, str], chunk_rows: int = CHUNK_ROWS
+) -> Iterator[RawChunk]:
+    """Rows of a JSON Lines file (one object per line); ``columns`` maps fields to keys.
+
+    A missing key, a value of the wrong JSON type, or a line that is not a JSON object is a
+    problem of that row. ``hash_ids`` must be a list; every other field a number or string.
+    """
+    return _guarded(path, _jsonl_chunks(path, columns, chunk_rows))
+
+
+def _guarded(path: str, chunks: Iterator[RawChunk]) -> Iterator[RawChunk]:
+    """``chunks``, with a file that cannot be decoded (a truncated or corrupt .gz, bytes that
+    are not UTF-8) reported as a ConfigError naming the file and the rows read before it."""
+    rows = 0
+    try:
+        for chunk in chunks:
+            rows = chunk.lines[-1] if chunk.lines else rows
+            yield chunk
+    except UnicodeDecodeError as exc:
+        where = f" after line {rows}" if rows else ""
+        raise ConfigError(
+            f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x}){where}; save the trace as UTF-8",
+            source=path,
+        ) from None
+    except (EOFError, OSError, zlib.error) as exc:
+        what = "truncated" if isinstance(exc, EOFError) else "corrupt"
+        reason = str(exc) or type(exc).__name__
+        where = f" after line {rows}" if rows else ""
+        raise ConfigError(
+            f"{what} file ({reason}){where}; the trace must be read whole",
+            source=path,
+        ) from None
+
+
+def open_text(path: str, newline: str | None = None) -> IO[str]:
+    """A text file, gunzipped when its name ends in .gz; a missing file is a ConfigError."""
+    try:
+        if path.endswith(".gz"):
+            return gzip.open(path, "rt", encoding="utf-8-sig", newline=newline)
+        return open(path, encoding="utf-8-sig", newline=newline)
+    except FileNotFoundError:
+        raise ConfigError("file not found", source=path) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read file ({exc.strerror})", source=path) from None
+
+
+def _csv_chunks(
+    path: str,
+    columns: dict[str, str],
+    optional: frozenset[str] | set[str],
+    delimiter: str,
+    chunk_rows: int,
+) -> Iterator[RawChunk]:
     with open_text(path, newline="") as f:
         reader = csv.reader(f, delimiter=delimiter)
         try:
@@ -120,14 +166,7 @@ def _split(rows: list[list[str]], lines: list[int], index: dict[str, int], width
 _SCALAR = (int, float, str)
 
 
-def jsonl_chunks(
-    path: str, columns: dict[str, str], chunk_rows: int = CHUNK_ROWS
-) -> Iterator[RawChunk]:
-    """Rows of a JSON Lines file (one object per line); ``columns`` maps fields to keys.
-
-    A missing key, a value of the wrong JSON type, or a line that is not a JSON object is a
-    problem of that row. ``hash_ids`` must be a list; every other field a number or string.
-    """
+def _jsonl_chunks(path: str, columns: dict[str, str], chunk_rows: int) -> Iterator[RawChunk]:
     names = list(columns)
     keys = [columns[n] for n in names]
     lines: list[int] = []

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from llmsim.errors import ConfigError
+from llmsim.limits import MAX_SECONDS
 from llmsim.workload.prefix import HashTable
 from llmsim.workload.stream import RequestStream, TraceStats
 from llmsim.workload.traces import fields as conv
@@ -130,7 +131,16 @@ class _Reader:
             session, turn = self._sessions(cols["session_id"][ok[before]])
         self.kept += len(idx)
         out = self.out
-        out.add("arrival", (rel[idx] - cfg.start_s) / cfg.time_scale)
+        arrival = (rel[idx] - cfg.start_s) / cfg.time_scale
+        if len(arrival) and arrival[-1] > MAX_SECONDS:
+            late_row = raw.lines[int(ok[idx[np.argmax(arrival > MAX_SECONDS)]])]
+            raise ConfigError(
+                f"arrives {arrival[-1]:.4g} s into the replay, past the {MAX_SECONDS:g} s a "
+                "run may span; check workload.trace.time_unit, or set end_s or time_scale",
+                source=f"{self.source}:{late_row}",
+                field=self.cfg.column_map()["timestamp"],
+            )
+        out.add("arrival", arrival)
         rows = ok[idx]
         out.add("prompt_tokens", cols["prompt_tokens"][rows])
         out.add("output_tokens", cols["output_tokens"][rows])
@@ -194,7 +204,8 @@ def read_trace(cfg: TraceConfig, rng: np.random.Generator | None = None) -> Requ
     """
     source = cfg.file
     if not Path(source).is_file():
-        raise ConfigError("file not found", source=source, field="workload.trace.path")
+        what = "not a regular file" if Path(source).exists() else "file not found"
+        raise ConfigError(what, source=source, field="workload.trace.path")
     reader = _Reader(cfg, rng if rng is not None else np.random.default_rng(0), source)
     cmap = cfg.column_map()
     optional = {f for f in cmap if cfg.optional(f)}
@@ -210,6 +221,16 @@ def read_trace(cfg: TraceConfig, rng: np.random.Generator | None = None) -> Requ
     arrival = out.get("arrival", float)
     arrival = arrival if arrival is not None else np.empty(0)
     n = len(arrival)
+    if n == 0:
+        st = reader.stats
+        why = (
+            f"all {st.get('bad_rows', 0):,} rows are bad (first: {st['first_bad']})"
+            if st.get("first_bad")
+            else "the file has no data rows"
+            if reader.rows == 0
+            else "no row falls in the window start_s/end_s or survives sample"
+        )
+        raise ConfigError(f"no requests to replay: {why}", source=source)
     prompt = out.get("prompt_tokens", np.int64)
     output = out.get("output_tokens", np.int64)
     st = reader.stats
