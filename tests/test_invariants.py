@@ -17,7 +17,7 @@ from llmsim import simulate
 from llmsim.errors import ConfigError
 from llmsim.scenario import Scenario
 from tests.conftest import ROOT
-from tests.invariants import check_scenario, fingerprint, load
+from tests.invariants import check_scenario, load
 from tests.strategies import scenarios
 
 CI_EXAMPLES = 200
@@ -159,25 +159,24 @@ def test_many_random_scenarios_keep_invariants(data: dict[str, Any]) -> None:
 
 @settings(max_examples=3, derandomize=True, **COMMON)
 @given(data=scenarios())
-def test_same_bytes_in_a_subprocess(data: dict[str, Any], tmp_path_factory: Any) -> None:
+def test_same_bytes_from_the_command_line(data: dict[str, Any], tmp_path_factory: Any) -> None:
+    """``llmsim run`` in a new process writes the very bytes a run in this process saves."""
     s = load(data)
     try:
-        here = fingerprint(simulate(s))
+        result = simulate(s)
     except ConfigError:
         return
-    path = tmp_path_factory.mktemp("scenario") / "s.yaml"
-    path.write_text(s.to_yaml())
-    code = (
-        "import sys; from llmsim import simulate; from llmsim.scenario import load_scenario; "
-        "from tests.invariants import fingerprint; "
-        "print(fingerprint(simulate(load_scenario(sys.argv[1]))))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(path)],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+    tmp = tmp_path_factory.mktemp("run")
+    here = result.save(tmp / "here")
+    (tmp / "s.yaml").write_text(s.to_yaml())
+    subprocess.run(
+        [sys.executable, "-m", "llmsim", "run", str(tmp / "s.yaml"), "--out", str(tmp / "cli"),
+         "--quiet"],
+        cwd=ROOT, capture_output=True, check=True,
         env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
     )  # fmt: skip
-    assert out.stdout.strip() == here
+    for path in here.values():
+        assert (tmp / "cli" / path.name).read_bytes() == path.read_bytes(), path.name
 
 
 def test_disaggregated_contiguous_kv_stays_in_range() -> None:
