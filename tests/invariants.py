@@ -87,10 +87,9 @@ def rejection_reason(policy: Any, prompt: int, output: int) -> str | None:
     if getattr(policy, "whole_prompts", False) and prompt > policy.budget:
         return "prompt over the token budget"
     pool = policy.pool
-    extra = policy._reserve_extra_tokens() if hasattr(policy, "budget") else 0
     if (
         hasattr(policy, "budget")
-        and blocks_for(total + extra, policy.block_size) > pool.total - pool.watermark
+        and blocks_for(total, policy.block_size) > pool.total - pool.watermark
     ):
         return "more blocks than the cache"
     res = getattr(policy, "reservations", None)

@@ -74,9 +74,12 @@ def drafts() -> dict[str, tuple[str, ...]]:
 
 def lengths(draw: Draw, hi: int) -> dict[str, Any]:
     """A small length distribution with values in [1, hi]."""
-    kind = draw(st.sampled_from(("fixed", "uniform", "lognormal")))
+    kind = draw(st.sampled_from(("fixed", "uniform", "lognormal", "target")))
     if kind == "fixed":
         return {"kind": "fixed", "value": draw(st.integers(1, hi))}
+    if kind == "target":
+        early = draw(st.sampled_from((0.0, 0.3)))
+        return {"kind": "target", "value": draw(st.integers(1, hi)), "early_fraction": early}
     if kind == "uniform":
         low = draw(st.integers(1, hi))
         return {"kind": "uniform", "low": low, "high": draw(st.integers(low, hi))}
@@ -150,7 +153,7 @@ def trace(draw: Draw) -> dict[str, Any]:
     }
 
 
-def workload(draw: Draw, max_len: int) -> dict[str, Any]:
+def workload(draw: Draw, max_len: int, most: int) -> dict[str, Any]:
     if draw(st.integers(0, 15)) == 0:
         return trace(draw)
     arr, count = arrival(draw)
@@ -182,9 +185,9 @@ def workload(draw: Draw, max_len: int) -> dict[str, Any]:
         wl["prompt_tokens"] = lengths(draw, prompt_hi)
     wl["output_tokens"] = lengths(draw, out_hi)
     if count == "n":
-        wl["num_requests"] = draw(st.integers(1, 24))
+        wl["num_requests"] = draw(st.integers(1, most))
     elif count == "duration":
-        wl["duration_s"] = min(draw(st.sampled_from((0.5, 2.0))), 24 / arr["rate"])
+        wl["duration_s"] = min(draw(st.sampled_from((0.5, 2.0))), most / arr["rate"])
     if draw(st.booleans()):
         cut = draw(st.integers(1, 200))
         wl["classes"] = [
@@ -198,7 +201,7 @@ def continuous(draw: Draw, speculative: bool, target: str) -> dict[str, Any]:
     seqs = draw(st.integers(1, 32))
     pol: dict[str, Any] = {
         "kind": "speculative" if speculative else "continuous",
-        "max_num_seqs": seqs,
+        "max_num_seqs": "derive" if draw(st.integers(0, 7)) == 0 else seqs,
         "max_num_batched_tokens": draw(st.integers(max(seqs, 16), 1024)),
         "admission": draw(st.sampled_from(("preempt", "preempt", "no_evict"))),
         "preemption": draw(st.sampled_from(("recompute", "swap"))),
@@ -277,8 +280,9 @@ def cost(draw: Draw, hardware: str) -> dict[str, Any]:
 
 
 @st.composite
-def scenarios(draw: Draw) -> dict[str, Any]:
-    """A random valid scenario, as the mapping a YAML file would hold."""
+def scenarios(draw: Draw, most: int = 24) -> dict[str, Any]:
+    """A random valid scenario, as the mapping a YAML file would hold, with at most about
+    ``most`` requests."""
     model, hardware, tp = draw(st.sampled_from(deployments()))
     spec = _models()[model]
     max_len = min(spec.max_context, draw(st.sampled_from((64, 256, 1024, 2048))))
@@ -295,6 +299,8 @@ def scenarios(draw: Draw) -> dict[str, Any]:
         engine["preset"] = preset
     if draw(st.integers(0, 4)) == 0:
         engine["kv_cache_dtype"] = draw(st.sampled_from(("fp8", "bf16")))
+    if draw(st.integers(0, 4)) == 0:
+        engine["quantization"] = draw(st.sampled_from(("fp8", "int4")))
     data: dict[str, Any] = {
         "name": "random",
         "seed": draw(st.integers(0, 2**16)),
@@ -302,7 +308,7 @@ def scenarios(draw: Draw) -> dict[str, Any]:
         "hardware": hardware,
         "tensor_parallel": tp,
         "engine": engine,
-        "workload": workload(draw, max_len),
+        "workload": workload(draw, max_len, most),
     }
     shape = draw(st.sampled_from(("single", "single", "data_parallel", "pools", "disaggregated")))
     pol = policy(draw, model, role="prefill" if shape == "disaggregated" else "mixed")
@@ -328,6 +334,9 @@ def scenarios(draw: Draw) -> dict[str, Any]:
                 policies.append(pool["policy"])
             if draw(st.booleans()):
                 pool["engine"] = {"gpu_memory_utilization": draw(st.sampled_from((0.85, 0.93)))}
+                if draw(st.booleans()):  # larger blocks: never more of them than the top level
+                    sizes = [b for b in (8, 16, 32) if b >= block_size]
+                    pool["engine"]["block_size"] = draw(st.sampled_from(sizes))
             if draw(st.integers(0, 3)) == 0:
                 pool["pipeline_parallel"] = 2
             if role == "mixed" and i and draw(st.booleans()):

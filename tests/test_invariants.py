@@ -96,13 +96,14 @@ FOUND = [
         lengths(4, 21, 6, BATCH),
         engine={"kv_blocks": 64},
     ),
-    # speculative request whose k draft positions never fit one block: it waited forever
+    # speculative prefill replica and a one-block cache: the request waited forever
     scenario(
         "Llama-3.1-8B",
         "H100-SXM",
-        SPECULATIVE,
-        lengths(7, 15, 2, BATCH),
+        SPECULATIVE | {"num_speculative_tokens": 3, "acceptance_rate": 1.0},
+        lengths(7, 15, 1, BATCH),
         engine={"kv_blocks": 1, "block_size": 32},
+        cluster=DISAGG,
     ),
     # a decode replica whose cache cannot hold a request the prefill replica took
     scenario(

@@ -118,9 +118,7 @@ class ContinuousPolicy:
         return not (
             total > self.max_model_len
             or (self.whole_prompts and self.role != "decode" and r.prompt_tokens > self.budget)
-            # the most blocks it holds: speculative steps also hold k draft positions
-            or blocks_for(total + self._reserve_extra_tokens(), self.block_size)
-            > pool.total - pool.watermark
+            or blocks_for(total, self.block_size) > pool.total - pool.watermark
             or (self.reservations is not None and self.reservations.need(r) > pool.total)
         )
 
