@@ -187,6 +187,22 @@ def check_summary(sim: Simulation, result: SimulationResult) -> None:
             f"output throughput x duration {s['output_throughput'] * s['duration_s']} != {out}"
         )
         assert math.isclose(s["request_throughput"] * s["duration_s"], len(done), rel_tol=1e-9)
+    for name in (
+        "max_kv_usage",
+        "mean_kv_usage",
+        "recompute_fraction",
+        "slo_attainment",
+        "prefix_cache_hit_rate",
+        "host_cache_hit_rate",
+    ):
+        v = s.get(name, 0.0)
+        assert math.isnan(v) or 0 <= v <= 1 + 1e-12, (name, v)
+    if "goodput" in s:
+        assert s["goodput"] <= s["completed"] / s["duration_s"] * (1 + 1e-9)
+    for name in ("ttft", "tpot", "itl", "e2el", "queue"):
+        for stat in ("mean", "median", "p90", "p99"):
+            v = s[f"{stat}_{name}_ms"]
+            assert math.isnan(v) or v >= -1e-6, (stat, name, v)
     for table, key in ((result.by_pool, "pool"), (result.by_replica, "replica")):
         if table is not None and len(req):
             assert table["completed"].sum() == s["completed"], key
