@@ -3,10 +3,11 @@
 ``scenarios()`` draws any catalog model on any GPU it fits at some tensor-parallel degree, every
 policy kind (static, dynamic, continuous with its schedules, admission, preemption, prefix
 caching and KV layouts, speculative decoding), engine presets and pipeline settings, every
-open-loop arrival kind, load stages, closed-loop clients, sessions, shared-prefix pools,
-request classes, and clusters (pools, heterogeneous fleets, routers, disaggregated prefill and
-decode, data parallel). Runs stay small: a few dozen requests of short prompts and outputs, a
-constant-time or roofline cost model, KV caches sized in blocks, often small enough to preempt.
+open-loop arrival kind, load stages, closed-loop clients, sessions, shared-prefix pools, trace
+excerpts, request classes, and clusters (pools, heterogeneous fleets, pipeline stages, routers,
+disaggregated prefill and decode, data parallel). Runs stay small: a few dozen requests of short
+prompts and outputs, a constant-time or roofline cost model (now and then the calibrated one),
+KV caches sized in blocks, often small enough to preempt.
 """
 
 from __future__ import annotations
@@ -31,12 +32,11 @@ ROUTERS = (
     "session_affinity",
 )
 PRESETS = (None, None, "vllm-v1", "vllm-0.6", "sglang", "tensorrt-llm")
-MAX_TP = 8
 
 
 @cache
 def deployments() -> tuple[tuple[str, str, int], ...]:
-    """(model, GPU, tensor_parallel) whose weights take at most half of the GPUs' memory."""
+    """(model, GPU, smallest tensor_parallel) at which the weights take under half of each GPU."""
     out = []
     for m in list_models():
         for hw in list_hardware():
@@ -101,7 +101,17 @@ def arrival(draw: Draw) -> tuple[dict[str, Any], str]:
     rate = draw(st.sampled_from((0.5, 5.0, 50.0, 1000.0)))
     kind = draw(
         st.sampled_from(
-            ("poisson", "gamma", "constant", "batch", "stages", "closed_loop", "onoff", "diurnal")
+            (
+                "poisson",
+                "gamma",
+                "constant",
+                "batch",
+                "stages",
+                "closed_loop",
+                "onoff",
+                "diurnal",
+                "piecewise",
+            )
         )
     )
     if kind in ("poisson", "constant"):
@@ -112,6 +122,9 @@ def arrival(draw: Draw) -> tuple[dict[str, Any], str]:
         return {"kind": "batch"}, "n"
     if kind == "onoff":
         return {"kind": "onoff", "rate": rate, "on_s": 0.2, "off_s": 0.3}, "n"
+    if kind == "piecewise":
+        quiet = {"duration_s": 0.3, "rate": 0.0}
+        return {"kind": "piecewise", "schedule": [quiet, {"duration_s": 0.2, "rate": rate}]}, "n"
     if kind == "diurnal":
         return {"kind": "diurnal", "rate": rate, "period_s": 2.0, "amplitude": 0.9}, "n"
     if kind == "stages":
