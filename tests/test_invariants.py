@@ -44,13 +44,13 @@ def scenario(
     return data
 
 
-def lengths(prompt: int, output: int, n: int, arrival: dict[str, Any]) -> dict[str, Any]:
-    return {
+def lengths(prompt: int, output: int, n: int | None, arrival: dict[str, Any]) -> dict[str, Any]:
+    wl = {
         "arrival": arrival,
         "prompt_tokens": {"kind": "fixed", "value": prompt},
         "output_tokens": {"kind": "fixed", "value": output},
-        "num_requests": n,
     }
+    return wl if n is None else wl | {"num_requests": n}
 
 
 CONTINUOUS = {"kind": "continuous", "max_num_seqs": 16, "max_num_batched_tokens": 512}
@@ -223,12 +223,14 @@ def test_static_batch_runs_when_every_batch_fills_or_a_timer_is_set() -> None:
     timed = full | {"policy": {"kind": "static", "batch_size": 4, "max_wait_s": 0.1}}
     timed["workload"] = lengths(16, 4, 10, BATCH)
     assert check_scenario(timed).summary["completed"] == 10  # type: ignore[union-attr]
-    # a drained load stage must fill its batches before the next stage starts
-    stages = {"kind": "stages", "stages": [{"rate": 10, "duration_s": 0.3}] * 2}
-    staged = full | {"workload": {**lengths(16, 4, 1, stages), "num_requests": None}}
-    del staged["workload"]["num_requests"]
-    with pytest.raises(ConfigError, match="load stage 0"):
-        simulate(Scenario.model_validate(staged))
+    # a drained load stage must fill its batches before the next stage starts: 4 requests
+    # each run, 3 each are refused
+    stages = {"kind": "stages", "stages": [{"rate": 10, "duration_s": 0.4}] * 2}
+    staged = full | {"workload": lengths(16, 4, None, stages)}
+    assert check_scenario(staged).summary["completed"] == 8  # type: ignore[union-attr]
+    stages["stages"] = [{"rate": 10, "duration_s": 0.3}] * 2
+    with pytest.raises(ConfigError, match="last 3 of 3 requests of load stage 0"):
+        simulate(Scenario.model_validate(full | {"workload": lengths(16, 4, None, stages)}))
 
 
 def test_recompute_over_the_token_budget_finishes() -> None:
