@@ -233,6 +233,14 @@ def test_static_batch_runs_when_every_batch_fills_or_a_timer_is_set() -> None:
         simulate(Scenario.model_validate(full | {"workload": lengths(16, 4, None, stages)}))
 
 
+def test_contiguous_reservation_beside_the_watermark_is_refused() -> None:
+    """A contiguous reservation of the whole cache was never admitted (the watermark stays
+    free): the run waited forever; now it is refused before the run, in one line."""
+    with pytest.raises(ConfigError, match="less the watermark's 1") as err:
+        simulate(Scenario.model_validate(FOUND[-1]))
+    assert err.value.field == "policy" and "\n" not in str(err.value)
+
+
 def test_recompute_over_the_token_budget_finishes() -> None:
     """A request preempted after more tokens than max_num_batched_tokens is prefilled again
     over the budget, alone, instead of waiting forever."""
