@@ -87,10 +87,9 @@ def rejection_reason(policy: Any, prompt: int, output: int) -> str | None:
     if getattr(policy, "whole_prompts", False) and prompt > policy.budget:
         return "prompt over the token budget"
     pool = policy.pool
-    extra = policy._reserve_extra_tokens() if hasattr(policy, "budget") else 0
     if (
         hasattr(policy, "budget")
-        and blocks_for(total + extra, policy.block_size) > pool.total - pool.watermark
+        and blocks_for(total, policy.block_size) > pool.total - pool.watermark
     ):
         return "more blocks than the cache"
     res = getattr(policy, "reservations", None)
@@ -190,6 +189,22 @@ def check_summary(sim: Simulation, result: SimulationResult) -> None:
             f"output throughput x duration {s['output_throughput'] * s['duration_s']} != {out}"
         )
         assert math.isclose(s["request_throughput"] * s["duration_s"], len(done), rel_tol=1e-9)
+    for name in (
+        "max_kv_usage",
+        "mean_kv_usage",
+        "recompute_fraction",
+        "slo_attainment",
+        "prefix_cache_hit_rate",
+        "host_cache_hit_rate",
+    ):
+        v = s.get(name, 0.0)
+        assert math.isnan(v) or 0 <= v <= 1 + 1e-12, (name, v)
+    if "goodput" in s:
+        assert s["goodput"] <= s["completed"] / s["duration_s"] * (1 + 1e-9)
+    for name in ("ttft", "tpot", "itl", "e2el", "queue"):
+        for stat in ("mean", "median", "p90", "p99"):
+            v = s[f"{stat}_{name}_ms"]
+            assert math.isnan(v) or v >= -1e-6, (stat, name, v)
     # A row is credited with the requests its replicas served (where they finished) and, in
     # disaggregated serving, those they prefilled; every placed request is in some row.
     pool_of = {rep.index: rep.pool for rep in sim.replicas}

@@ -3,10 +3,11 @@
 ``scenarios()`` draws any catalog model on any GPU it fits at some tensor-parallel degree, every
 policy kind (static, dynamic, continuous with its schedules, admission, preemption, prefix
 caching and KV layouts, speculative decoding), engine presets and pipeline settings, every
-open-loop arrival kind, load stages, closed-loop clients, sessions, shared-prefix pools,
-request classes, and clusters (pools, heterogeneous fleets, routers, disaggregated prefill and
-decode, data parallel). Runs stay small: a few dozen requests of short prompts and outputs, a
-constant-time or roofline cost model, KV caches sized in blocks, often small enough to preempt.
+open-loop arrival kind, load stages, closed-loop clients, sessions, shared-prefix pools, trace
+excerpts, request classes, and clusters (pools, heterogeneous fleets, pipeline stages, routers,
+disaggregated prefill and decode, data parallel). Runs stay small: a few dozen requests of short
+prompts and outputs, a constant-time or roofline cost model (now and then the calibrated one),
+KV caches sized in blocks, often small enough to preempt.
 """
 
 from __future__ import annotations
@@ -31,12 +32,11 @@ ROUTERS = (
     "session_affinity",
 )
 PRESETS = (None, None, "vllm-v1", "vllm-0.6", "sglang", "tensorrt-llm")
-MAX_TP = 8
 
 
 @cache
 def deployments() -> tuple[tuple[str, str, int], ...]:
-    """(model, GPU, tensor_parallel) whose weights take at most half of the GPUs' memory."""
+    """(model, GPU, smallest tensor_parallel) at which the weights take under half of each GPU."""
     out = []
     for m in list_models():
         for hw in list_hardware():
@@ -74,9 +74,12 @@ def drafts() -> dict[str, tuple[str, ...]]:
 
 def lengths(draw: Draw, hi: int) -> dict[str, Any]:
     """A small length distribution with values in [1, hi]."""
-    kind = draw(st.sampled_from(("fixed", "uniform", "lognormal")))
+    kind = draw(st.sampled_from(("fixed", "uniform", "lognormal", "target")))
     if kind == "fixed":
         return {"kind": "fixed", "value": draw(st.integers(1, hi))}
+    if kind == "target":
+        early = draw(st.sampled_from((0.0, 0.3)))
+        return {"kind": "target", "value": draw(st.integers(1, hi)), "early_fraction": early}
     if kind == "uniform":
         low = draw(st.integers(1, hi))
         return {"kind": "uniform", "low": low, "high": draw(st.integers(low, hi))}
@@ -98,7 +101,17 @@ def arrival(draw: Draw) -> tuple[dict[str, Any], str]:
     rate = draw(st.sampled_from((0.5, 5.0, 50.0, 1000.0)))
     kind = draw(
         st.sampled_from(
-            ("poisson", "gamma", "constant", "batch", "stages", "closed_loop", "onoff", "diurnal")
+            (
+                "poisson",
+                "gamma",
+                "constant",
+                "batch",
+                "stages",
+                "closed_loop",
+                "onoff",
+                "diurnal",
+                "piecewise",
+            )
         )
     )
     if kind in ("poisson", "constant"):
@@ -109,6 +122,9 @@ def arrival(draw: Draw) -> tuple[dict[str, Any], str]:
         return {"kind": "batch"}, "n"
     if kind == "onoff":
         return {"kind": "onoff", "rate": rate, "on_s": 0.2, "off_s": 0.3}, "n"
+    if kind == "piecewise":
+        quiet = {"duration_s": 0.3, "rate": 0.0}
+        return {"kind": "piecewise", "schedule": [quiet, {"duration_s": 0.2, "rate": rate}]}, "n"
     if kind == "diurnal":
         return {"kind": "diurnal", "rate": rate, "period_s": 2.0, "amplitude": 0.9}, "n"
     if kind == "stages":
@@ -150,7 +166,7 @@ def trace(draw: Draw) -> dict[str, Any]:
     }
 
 
-def workload(draw: Draw, max_len: int) -> dict[str, Any]:
+def workload(draw: Draw, max_len: int, most: int) -> dict[str, Any]:
     if draw(st.integers(0, 15)) == 0:
         return trace(draw)
     arr, count = arrival(draw)
@@ -182,9 +198,9 @@ def workload(draw: Draw, max_len: int) -> dict[str, Any]:
         wl["prompt_tokens"] = lengths(draw, prompt_hi)
     wl["output_tokens"] = lengths(draw, out_hi)
     if count == "n":
-        wl["num_requests"] = draw(st.integers(1, 24))
+        wl["num_requests"] = draw(st.integers(1, most))
     elif count == "duration":
-        wl["duration_s"] = min(draw(st.sampled_from((0.5, 2.0))), 24 / arr["rate"])
+        wl["duration_s"] = min(draw(st.sampled_from((0.5, 2.0))), most / arr["rate"])
     if draw(st.booleans()):
         cut = draw(st.integers(1, 200))
         wl["classes"] = [
@@ -198,7 +214,7 @@ def continuous(draw: Draw, speculative: bool, target: str) -> dict[str, Any]:
     seqs = draw(st.integers(1, 32))
     pol: dict[str, Any] = {
         "kind": "speculative" if speculative else "continuous",
-        "max_num_seqs": seqs,
+        "max_num_seqs": "derive" if draw(st.integers(0, 7)) == 0 else seqs,
         "max_num_batched_tokens": draw(st.integers(max(seqs, 16), 1024)),
         "admission": draw(st.sampled_from(("preempt", "preempt", "no_evict"))),
         "preemption": draw(st.sampled_from(("recompute", "swap"))),
@@ -277,8 +293,9 @@ def cost(draw: Draw, hardware: str) -> dict[str, Any]:
 
 
 @st.composite
-def scenarios(draw: Draw) -> dict[str, Any]:
-    """A random valid scenario, as the mapping a YAML file would hold."""
+def scenarios(draw: Draw, most: int = 24) -> dict[str, Any]:
+    """A random valid scenario, as the mapping a YAML file would hold, with at most about
+    ``most`` requests."""
     model, hardware, tp = draw(st.sampled_from(deployments()))
     spec = _models()[model]
     max_len = min(spec.max_context, draw(st.sampled_from((64, 256, 1024, 2048))))
@@ -295,6 +312,8 @@ def scenarios(draw: Draw) -> dict[str, Any]:
         engine["preset"] = preset
     if draw(st.integers(0, 4)) == 0:
         engine["kv_cache_dtype"] = draw(st.sampled_from(("fp8", "bf16")))
+    if draw(st.integers(0, 4)) == 0:
+        engine["quantization"] = draw(st.sampled_from(("fp8", "int4")))
     data: dict[str, Any] = {
         "name": "random",
         "seed": draw(st.integers(0, 2**16)),
@@ -302,7 +321,7 @@ def scenarios(draw: Draw) -> dict[str, Any]:
         "hardware": hardware,
         "tensor_parallel": tp,
         "engine": engine,
-        "workload": workload(draw, max_len),
+        "workload": workload(draw, max_len, most),
     }
     shape = draw(st.sampled_from(("single", "single", "data_parallel", "pools", "disaggregated")))
     pol = policy(draw, model, role="prefill" if shape == "disaggregated" else "mixed")
@@ -328,6 +347,9 @@ def scenarios(draw: Draw) -> dict[str, Any]:
                 policies.append(pool["policy"])
             if draw(st.booleans()):
                 pool["engine"] = {"gpu_memory_utilization": draw(st.sampled_from((0.85, 0.93)))}
+                if draw(st.booleans()):  # larger blocks: never more of them than the top level
+                    sizes = [b for b in (8, 16, 32) if b >= block_size]
+                    pool["engine"]["block_size"] = draw(st.sampled_from(sizes))
             if draw(st.integers(0, 3)) == 0:
                 pool["pipeline_parallel"] = 2
             if role == "mixed" and i and draw(st.booleans()):

@@ -17,7 +17,7 @@ from llmsim import simulate
 from llmsim.errors import ConfigError
 from llmsim.scenario import Scenario
 from tests.conftest import ROOT
-from tests.invariants import check_scenario, fingerprint, load
+from tests.invariants import check_scenario, load
 from tests.strategies import scenarios
 
 CI_EXAMPLES = 200
@@ -44,13 +44,13 @@ def scenario(
     return data
 
 
-def lengths(prompt: int, output: int, n: int, arrival: dict[str, Any]) -> dict[str, Any]:
-    return {
+def lengths(prompt: int, output: int, n: int | None, arrival: dict[str, Any]) -> dict[str, Any]:
+    wl = {
         "arrival": arrival,
         "prompt_tokens": {"kind": "fixed", "value": prompt},
         "output_tokens": {"kind": "fixed", "value": output},
-        "num_requests": n,
     }
+    return wl if n is None else wl | {"num_requests": n}
 
 
 CONTINUOUS = {"kind": "continuous", "max_num_seqs": 16, "max_num_batched_tokens": 512}
@@ -96,13 +96,14 @@ FOUND = [
         lengths(4, 21, 6, BATCH),
         engine={"kv_blocks": 64},
     ),
-    # speculative request whose k draft positions never fit one block: it waited forever
+    # speculative prefill replica and a one-block cache: the request waited forever
     scenario(
         "Llama-3.1-8B",
         "H100-SXM",
-        SPECULATIVE,
-        lengths(7, 15, 2, BATCH),
+        SPECULATIVE | {"num_speculative_tokens": 3, "acceptance_rate": 1.0},
+        lengths(7, 15, 1, BATCH),
         engine={"kv_blocks": 1, "block_size": 32},
+        cluster=DISAGG,
     ),
     # a decode replica whose cache cannot hold a request the prefill replica took
     scenario(
@@ -159,25 +160,24 @@ def test_many_random_scenarios_keep_invariants(data: dict[str, Any]) -> None:
 
 @settings(max_examples=3, derandomize=True, **COMMON)
 @given(data=scenarios())
-def test_same_bytes_in_a_subprocess(data: dict[str, Any], tmp_path_factory: Any) -> None:
+def test_same_bytes_from_the_command_line(data: dict[str, Any], tmp_path_factory: Any) -> None:
+    """``llmsim run`` in a new process writes the very bytes a run in this process saves."""
     s = load(data)
     try:
-        here = fingerprint(simulate(s))
+        result = simulate(s)
     except ConfigError:
         return
-    path = tmp_path_factory.mktemp("scenario") / "s.yaml"
-    path.write_text(s.to_yaml())
-    code = (
-        "import sys; from llmsim import simulate; from llmsim.scenario import load_scenario; "
-        "from tests.invariants import fingerprint; "
-        "print(fingerprint(simulate(load_scenario(sys.argv[1]))))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(path)],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+    tmp = tmp_path_factory.mktemp("run")
+    here = result.save(tmp / "here")
+    (tmp / "s.yaml").write_text(s.to_yaml())
+    subprocess.run(
+        [sys.executable, "-m", "llmsim", "run", str(tmp / "s.yaml"), "--out", str(tmp / "cli"),
+         "--quiet"],
+        cwd=ROOT, capture_output=True, check=True,
         env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
     )  # fmt: skip
-    assert out.stdout.strip() == here
+    for path in here.values():
+        assert (tmp / "cli" / path.name).read_bytes() == path.read_bytes(), path.name
 
 
 def test_disaggregated_contiguous_kv_stays_in_range() -> None:
@@ -223,12 +223,22 @@ def test_static_batch_runs_when_every_batch_fills_or_a_timer_is_set() -> None:
     timed = full | {"policy": {"kind": "static", "batch_size": 4, "max_wait_s": 0.1}}
     timed["workload"] = lengths(16, 4, 10, BATCH)
     assert check_scenario(timed).summary["completed"] == 10  # type: ignore[union-attr]
-    # a drained load stage must fill its batches before the next stage starts
-    stages = {"kind": "stages", "stages": [{"rate": 10, "duration_s": 0.3}] * 2}
-    staged = full | {"workload": {**lengths(16, 4, 1, stages), "num_requests": None}}
-    del staged["workload"]["num_requests"]
-    with pytest.raises(ConfigError, match="load stage 0"):
-        simulate(Scenario.model_validate(staged))
+    # a drained load stage must fill its batches before the next stage starts: 4 requests
+    # each run, 3 each are refused
+    stages = {"kind": "stages", "stages": [{"rate": 10, "duration_s": 0.4}] * 2}
+    staged = full | {"workload": lengths(16, 4, None, stages)}
+    assert check_scenario(staged).summary["completed"] == 8  # type: ignore[union-attr]
+    stages["stages"] = [{"rate": 10, "duration_s": 0.3}] * 2
+    with pytest.raises(ConfigError, match="last 3 of 3 requests of load stage 0"):
+        simulate(Scenario.model_validate(full | {"workload": lengths(16, 4, None, stages)}))
+
+
+def test_contiguous_reservation_beside_the_watermark_is_refused() -> None:
+    """A contiguous reservation of the whole cache was never admitted (the watermark stays
+    free): the run waited forever; now it is refused before the run, in one line."""
+    with pytest.raises(ConfigError, match="less the watermark's 1") as err:
+        simulate(Scenario.model_validate(FOUND[-1]))
+    assert err.value.field == "policy" and "\n" not in str(err.value)
 
 
 def test_recompute_over_the_token_budget_finishes() -> None:

@@ -119,10 +119,9 @@ class ContinuousPolicy:
             return "max_model_len"
         if self.whole_prompts and self.role != "decode" and r.prompt_tokens > self.budget:
             return "token_budget"
-        # the most blocks it holds: speculative steps also hold k draft positions
-        if blocks_for(total + self._reserve_extra_tokens(), self.block_size) > (
-            pool.total - pool.watermark
-        ) or (self.reservations is not None and self.reservations.need(r) > pool.total):
+        if blocks_for(total, self.block_size) > pool.total - pool.watermark or (
+            self.reservations is not None and self.reservations.need(r) > pool.total
+        ):
             return "kv_capacity"
         return ""
 
