@@ -33,6 +33,7 @@ import pandas as pd
 import simpy
 
 from llmsim.diagnostics import overload
+from llmsim.errors import ConfigError
 from llmsim.metrics import StepLog, inter_token_gaps, requests_frame, summarize
 from llmsim.preflight import refuse_unfinishable
 from llmsim.replica import Replica, build_replica
@@ -65,6 +66,13 @@ class Simulation:
         )
         self.link = cluster.kv_transfer if cluster else None
         self.stream = stream if stream is not None else generate(scenario.workload, workload_seed)
+        if not len(self.stream):
+            raise ConfigError(
+                "draws no requests: nothing to simulate (raise workload.duration_s or the "
+                "rate, or set workload.num_requests)",
+                source=scenario.source,
+                field="workload",
+            )
         lens = [rep.policy.max_model_len for rep in self.replicas]  # type: ignore[attr-defined]
         refuse_unfinishable(scenario, self.stream, specs, lens)
         arrival = scenario.workload.arrival

@@ -234,3 +234,16 @@ def test_calibrated_run_beyond_the_measured_range_says_so() -> None:
     assert any("tokens per step up to 40,000, beyond the 32,768" in w for w in warnings)
     small = sc.with_overrides({"workload.prompt_tokens": {"kind": "fixed", "value": 1000}})
     assert not llmsim.simulate(small).warnings
+
+
+def test_a_workload_that_draws_no_requests_is_refused() -> None:
+    sc = make_scenario(
+        workload={
+            "arrival": {"kind": "poisson", "rate": 0.01},
+            "prompt_tokens": {"kind": "fixed", "value": 8},
+            "output_tokens": {"kind": "fixed", "value": 8},
+            "duration_s": 0.001,
+        }
+    )
+    with pytest.raises(ConfigError, match="workload: draws no requests"):
+        llmsim.Simulation(sc)
