@@ -24,7 +24,7 @@ from llmsim.check import (
     write_baseline,
 )
 from llmsim.check_report import headline, mean, method, to_junit, to_markdown
-from llmsim.cli.common import SetOpt, err_console, fail, load, out_console
+from llmsim.cli.common import JobsOpt, SetOpt, err_console, fail, load, out_console
 from llmsim.errors import ConfigError, LlmsimError
 from llmsim.executors import Executor, default_workers, make_executor
 from llmsim.scenario import Scenario
@@ -96,9 +96,7 @@ def check(
     junit: Annotated[
         Path | None, typer.Option("--junit", help="Write the verdicts as JUnit XML here.")
     ] = None,
-    jobs: Annotated[
-        int | None, typer.Option("--jobs", "-j", help="Runs at once (default: the CPUs).")
-    ] = None,
+    jobs: JobsOpt = None,
     overrides: SetOpt = None,
 ) -> None:
     """Compare a candidate with a baseline over paired seeds; exit 1 on a significant

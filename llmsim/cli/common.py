@@ -36,6 +36,9 @@ out_console = _Console()
 err_console = _Console(stderr=True)
 
 ScenarioArg = Annotated[Path, typer.Argument(help="Scenario YAML file.", show_default=False)]
+JobsOpt = Annotated[
+    int | None, typer.Option("--jobs", "-j", help="Runs at once (default: the CPUs).")
+]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option(

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from llmsim.atomic import atomic_write_text
-from llmsim.cli.common import ScenarioArg, SetOpt, err_console, fail, load, out_console
+from llmsim.cli.common import JobsOpt, ScenarioArg, SetOpt, err_console, fail, load, out_console
 from llmsim.errors import ConfigError, LlmsimError
 from llmsim.executors import Executor, default_workers, make_executor
 from llmsim.plan import (
@@ -67,9 +67,7 @@ def plan(
         Path | None,
         typer.Option("--out", "-o", help="Folder for plan.md, plan.html (default: plans/<name>)."),
     ] = None,
-    jobs: Annotated[
-        int | None, typer.Option("--jobs", "-j", help="Runs at once (default: the CPUs).")
-    ] = None,
+    jobs: JobsOpt = None,
     overrides: SetOpt = None,
 ) -> None:
     """Size each candidate's fleet by simulating it at the target load, rank them by cost,
