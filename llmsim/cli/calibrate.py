@@ -4,28 +4,28 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 from rich.table import Table
 
-from llmsim.calibration import calibrate as C
-from llmsim.calibration import steps as S
-from llmsim.calibration.holdout import ape, summary
-from llmsim.calibration.llmsim_csv import USER_SOURCE, read_operator_csv, read_step_csv, sniff
-from llmsim.calibration.profile_yaml import profile_path, write_profile
-from llmsim.calibration.records import concat
-from llmsim.calibration.tables import table_file
 from llmsim.cli.common import err_console, fail, out_console
-from llmsim.config_io import read_yaml
 from llmsim.errors import ConfigError, LlmsimError
-from llmsim.hardware import HardwareProfile, get_hardware
-from llmsim.hardware_calibration import Calibration, FidelityRow
+
+# The fitting code (pandas, scipy) is imported by the functions that use it, so that the other
+# verbs and --help start without it.
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from llmsim.hardware import HardwareProfile
+    from llmsim.hardware_calibration import Calibration, FidelityRow
 
 
 def _datasheet(hw: HardwareProfile, given: str) -> tuple[str, str]:
     """(profile text, file name) of a hardware profile given by name or path."""
+    from llmsim.calibration.profile_yaml import profile_path
+    from llmsim.config_io import read_yaml
+
     path = Path(given) if given.endswith((".yaml", ".yml")) else profile_path(hw.name)
     read_yaml(path)  # a missing or broken file becomes a ConfigError here
     return path.read_text(encoding="utf-8"), path.name
@@ -59,6 +59,9 @@ def fidelity_table(title: str, rows: list[tuple[str, FidelityRow]]) -> Table:
 def _kernel_table(hw: HardwareProfile, rows: pd.DataFrame) -> str:
     """The user's measurements as the profile's kernel table, with the profile's own rows
     for the families they did not measure (whose fitted values the profile keeps too)."""
+    from llmsim.calibration.llmsim_csv import USER_SOURCE
+    from llmsim.calibration.tables import table_file
+
     base = hw.calibration.kernel_table if hw.calibration is not None else ""
     return table_file(rows, USER_SOURCE, base) if len(rows) else base
 
@@ -66,6 +69,14 @@ def _kernel_table(hw: HardwareProfile, rows: pd.DataFrame) -> str:
 def _user_calibration(
     hw: HardwareProfile, data: list[Path], model: str | None, engine: str, date: str
 ) -> Calibration:
+    import pandas as pd
+
+    from llmsim.calibration import calibrate as C
+    from llmsim.calibration import steps as S
+    from llmsim.calibration.holdout import ape, summary
+    from llmsim.calibration.llmsim_csv import USER_SOURCE, read_operator_csv, read_step_csv, sniff
+    from llmsim.calibration.records import concat
+
     ops: list[Path] = []
     steps: list[Path] = []
     for path in data:
@@ -135,6 +146,10 @@ def calibrate(
     date: Annotated[str | None, typer.Option(help="Calibration date (default: today).")] = None,
 ) -> None:
     """Fit a GPU's cost-model parameters and write its calibrated hardware profile."""
+    from llmsim.calibration import calibrate as C
+    from llmsim.calibration.profile_yaml import write_profile
+    from llmsim.hardware import get_hardware
+
     started = time.perf_counter()
     try:
         names = list(gpus or [])

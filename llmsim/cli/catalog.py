@@ -5,12 +5,12 @@ from __future__ import annotations
 from rich.table import Table
 
 from llmsim.cli.common import out_console
-from llmsim.hardware import list_hardware
-from llmsim.models import list_models
 
 
 def hardware() -> None:
     """List the hardware profiles."""
+    from llmsim.hardware import list_hardware
+
     t = Table(title="Hardware profiles")
     profiles = list_hardware()
     # Names are what users type: never truncate them, even on a narrow or piped console.
@@ -42,6 +42,8 @@ def hardware() -> None:
 
 def models() -> None:
     """List the model catalog."""
+    from llmsim.models import list_models
+
     t = Table(title="Model catalog")
     specs = list_models()
     t.add_column("name", no_wrap=True, min_width=max(len(m.name) for m in specs))

@@ -4,13 +4,15 @@ scenario argument and ``--set`` option."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from llmsim.errors import LlmsimError
-from llmsim.scenario import Scenario, load_scenario
+
+if TYPE_CHECKING:
+    from llmsim.scenario import Scenario
 
 out_console = Console()
 err_console = Console(stderr=True)
@@ -36,4 +38,6 @@ def fail(exc: LlmsimError) -> typer.Exit:
 
 
 def load(path: Path, overrides: list[str] | None) -> Scenario:
+    from llmsim.scenario import load_scenario
+
     return load_scenario(path, overrides or None)

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
-import pandas as pd
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from llmsim.cli.common import ScenarioArg, SetOpt, err_console, fail, load, out_console
-from llmsim.diagnostics import predicted_rejections
-from llmsim.engine import Simulation
 from llmsim.errors import LlmsimError
-from llmsim.result import SimulationResult
+
+# The simulator (numpy, pandas, SimPy) is imported by the commands, so that --help and the
+# other verbs start without it.
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from llmsim.engine import Simulation
+    from llmsim.result import SimulationResult
 
 
 def run(
@@ -34,6 +36,8 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Run a scenario, print its summary and write its tables."""
+    from llmsim.engine import Simulation
+
     try:
         sc = load(scenario, overrides)
         sim = Simulation(sc)
@@ -45,6 +49,8 @@ def run(
     if quiet or not sys.stderr.isatty():
         result = sim.run()
     else:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
         with Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -159,6 +165,10 @@ def _kv_sizes(result: SimulationResult) -> str:
 
 
 def _predicted_rejections(sim: Simulation) -> str | None:
+    import numpy as np
+
+    from llmsim.diagnostics import predicted_rejections
+
     stream = sim.stream
     return predicted_rejections(
         sim.scenario, np.asarray(stream.prompt_tokens), np.asarray(stream.output_tokens)
@@ -189,6 +199,8 @@ def _print_groups(frame: pd.DataFrame, title: str) -> None:
 
 def validate(scenario: ScenarioArg, overrides: SetOpt = None) -> None:
     """Check a scenario (fields, names, memory fit) without running it."""
+    from llmsim.engine import Simulation
+
     try:
         sc = load(scenario, overrides)
         sim = Simulation(sc)  # every replica and the workload, as run builds them
