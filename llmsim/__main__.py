@@ -1,6 +1,6 @@
 """``python -m llmsim``: the command line, for environments where llmsim runs from a source
 tree without being installed (``PYTHONPATH`` pointing at it)."""
 
-from llmsim.cli import app
+from llmsim.cli import main
 
-app(prog_name="llmsim")
+main()

@@ -37,6 +37,22 @@ def fail(exc: LlmsimError) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+_written = False  # whether a command has written all it writes (see ``all_written``)
+
+
+def all_written() -> None:
+    """Say that the command has written every file and line it writes (files atomically):
+    nothing is left for the interpreter's teardown, so the ``llmsim`` program may end at once
+    (:func:`llmsim.cli.main`). For commands that start no threads, processes or temporary
+    folders."""
+    global _written
+    _written = True
+
+
+def teardown_skippable() -> bool:
+    return _written
+
+
 def load(path: Path, overrides: list[str] | None) -> Scenario:
     from llmsim.scenario import load_scenario
 

@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from llmsim.cli.common import ScenarioArg, SetOpt, err_console, fail, load, out_console
+from llmsim.cli.common import (
+    ScenarioArg,
+    SetOpt,
+    all_written,
+    err_console,
+    fail,
+    load,
+    out_console,
+)
 from llmsim.errors import LlmsimError
 
 # The simulator (numpy, pandas, SimPy) is imported by the commands, so that --help and the
@@ -65,6 +73,7 @@ def run(
     paths = result.save(folder)
     print_summary(result)
     out_console.print(f"wrote {', '.join(p.name for p in paths.values())} to {folder}/")
+    all_written()
 
 
 def print_summary(result: SimulationResult) -> None:
