@@ -167,18 +167,25 @@ class Weighted:
 
     def percentile(self, q: float) -> float:
         """Equal to ``np.percentile(np.repeat(values, weights), q)`` (linear method)."""
+        return self.percentiles((q,))[0]
+
+    def percentiles(self, qs: Sequence[float]) -> list[float]:
+        """:meth:`percentile` of each of ``qs``, from one sort."""
         n = int(self.weights.sum())
         if n == 0:
-            return float("nan")
-        order = np.argsort(self.values, kind="stable")
+            return [float("nan")] * len(qs)
+        order = np.argsort(self.values)  # the order of equal values changes no percentile
         v = self.values[order]
         cum = np.cumsum(self.weights[order])
-        h = (n - 1) * q / 100.0
-        lo = int(np.floor(h))
-        hi = min(lo + 1, n - 1)
-        x_lo = v[np.searchsorted(cum, lo, side="right")]
-        x_hi = v[np.searchsorted(cum, hi, side="right")]
-        return float(x_lo + (h - lo) * (x_hi - x_lo))
+        out = []
+        for q in qs:
+            h = (n - 1) * q / 100.0
+            lo = int(np.floor(h))
+            hi = min(lo + 1, n - 1)
+            x_lo = v[np.searchsorted(cum, lo, side="right")]
+            x_hi = v[np.searchsorted(cum, hi, side="right")]
+            out.append(float(x_lo + (h - lo) * (x_hi - x_lo)))
+        return out
 
 
 def inter_token_gaps(requests: Sequence[Request], decode_ends: Sequence[np.ndarray]) -> Weighted:
@@ -221,7 +228,7 @@ def _stats(name: str, seconds: np.ndarray | Weighted, out: dict[str, float]) -> 
     """mean / median / p90 / p99 in milliseconds, with vLLM's key names."""
     if isinstance(seconds, Weighted):
         mean = seconds.mean()
-        pct = [seconds.percentile(p) for p in PERCENTILES]
+        pct = seconds.percentiles(PERCENTILES)
     else:
         x = seconds[~np.isnan(seconds)]
         mean = float(x.mean()) if x.size else float("nan")
