@@ -407,10 +407,10 @@ class Simulation:
         for key, groups in members.items():
             table = {}
             for name, (req_rows, st_rows) in groups.items():
-                st = steps_df.iloc[st_rows]
+                st = _take(steps_df, st_rows)
                 mine_req = [by_id[i] for i in ids[req_rows].tolist() if i in by_id]
                 itl = inter_token_gaps(mine_req, ends)
-                row = summarize(req_df.iloc[req_rows], st, itl, window, mcfg)
+                row = summarize(_take(req_df, req_rows), st, itl, window, mcfg)
                 count = sum(1 for rep in self.replicas if rep.pool == name) if key == "pool" else 1
                 busy = float(st["duration"].sum())
                 row["busy_fraction"] = busy / length / count if length > 0 else 0.0
@@ -425,6 +425,12 @@ def _rows_by(keys: np.ndarray, n: int) -> list[np.ndarray]:
     order = np.argsort(keys, kind="stable")
     bounds = np.searchsorted(keys[order], np.arange(n + 1))
     return [order[bounds[i] : bounds[i + 1]] for i in range(n)]
+
+
+def _take(table: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    """``table.iloc[rows]`` for ascending, distinct ``rows``; the table itself, not a copy,
+    when they are all of its rows (a pool that is the whole fleet)."""
+    return table if len(rows) == len(table) else table.iloc[rows]
 
 
 def _age_objects() -> None:
