@@ -437,7 +437,7 @@ def _age_objects() -> None:
     """Move every object the collector tracks into its oldest generation without scanning
     them: a freeze moves them out of its reach, an unfreeze back into the oldest generation.
     Otherwise the first collections after a run traverse all of its objects, once per
-    generation (a second and more at a million requests). Skipped when the program has frozen
+    generation (more than a second at a million requests). Skipped when the program has frozen
     objects itself (an unfreeze would release those too)."""
     if gc.get_freeze_count() == 0:
         gc.freeze()
