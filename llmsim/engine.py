@@ -346,16 +346,17 @@ class Simulation:
                 self._send(s.request, s.time)
         else:
             env.process(self._open_loop())
-        # The run allocates many small objects and frees none of them in cycles; pausing the
-        # cyclic garbage collector saves it from rescanning every live request again and again.
+        # The run and its tables allocate millions of small objects and free none of them in
+        # cycles; the cyclic garbage collector pauses meanwhile instead of rescanning them all.
         collecting = gc.isenabled()
         gc.disable()
         try:
             env.run()
+            return self._result()
         finally:
+            _age_objects()
             if collecting:
                 gc.enable()
-        return self._result()
 
     def _result(self) -> SimulationResult:
         requests = [r for rep in self.replicas for r in rep.policy.finished]
@@ -370,10 +371,11 @@ class Simulation:
             req_df["stage"] = self.stream.stage[req_df["request_id"].to_numpy()]
         steps_df = self.log.frame([rep.kv.num_blocks for rep in self.replicas])
         steps_df["pool"] = steps_df["replica"].map(pools)
-        ends = []
-        for rep in self.replicas:
-            mine = steps_df[(steps_df["replica"] == rep.index) & (steps_df["decode_tokens"] > 0)]
-            ends.append(mine["end"].to_numpy())
+        n = len(self.replicas)
+        step_rows = _rows_by(steps_df["replica"].to_numpy(), n)
+        decode = steps_df["decode_tokens"].to_numpy() > 0
+        end = steps_df["end"].to_numpy()
+        ends = [end[rows[decode[rows]]] for rows in step_rows]
         mcfg = self.scenario.metrics
         lo = float(req_df["arrival"].min()) + mcfg.warmup_s if len(req_df) else 0.0
         last = req_df["finish"].max()
@@ -395,7 +397,11 @@ class Simulation:
         length = window[1] - window[0]
         busy = float(steps_df["duration"].sum())
         summary["busy_fraction"] = busy / length / len(self.replicas) if length > 0 else 0.0
-        groups = self._groups(req_df, steps_df, measured, ends, window) if len(pools) > 1 else {}
+        groups = (
+            self._groups(req_df, steps_df, step_rows, measured, ends, window)
+            if len(pools) > 1
+            else {}
+        )
         return SimulationResult(
             self.scenario,
             req_df,
@@ -412,42 +418,72 @@ class Simulation:
         self,
         req_df: pd.DataFrame,
         steps_df: pd.DataFrame,
+        step_rows: list[np.ndarray],
         measured: list[Request],
         ends: list[np.ndarray],
         window: tuple[float, float],
     ) -> dict[str, pd.DataFrame]:
         """The summary per pool and per replica. A prefill replica (disaggregated serving) is
-        credited with the requests it prefilled, a decode or mixed one with those it served."""
+        credited with the requests it prefilled, a decode or mixed one with those it served.
+        ``step_rows[i]``: the rows of ``steps_df`` that are replica i's steps."""
         mcfg = self.scenario.metrics
         length = window[1] - window[0]
         by_id = {r.id: r for r in measured}
         ids = req_df["request_id"].to_numpy()
-        pool_of = {rep.index: rep.pool for rep in self.replicas}
-        members: dict[str, dict[Hashable, np.ndarray]] = {
-            "replica": {
-                rep.index: (req_df["replica"] == rep.index).to_numpy()
-                | (req_df["prefill_replica"] == rep.index).to_numpy()
-                for rep in self.replicas
-            }
+        n = len(self.replicas)
+        served = _rows_by(req_df["replica"].to_numpy(), n)
+        prefilled = _rows_by(req_df["prefill_replica"].to_numpy(), n)
+        # (rows of req_df, rows of steps_df) of each replica and each pool, in table order
+        members: dict[str, dict[Hashable, tuple[np.ndarray, np.ndarray]]] = {
+            "replica": {i: (np.union1d(served[i], prefilled[i]), step_rows[i]) for i in range(n)},
+            "pool": {},
         }
-        members["pool"] = {}
-        for rep in self.replicas:
-            mask = members["replica"][rep.index]
-            old = members["pool"].get(rep.pool)
-            members["pool"][rep.pool] = mask if old is None else old | mask
+        for pool in dict.fromkeys(rep.pool for rep in self.replicas):
+            mine = [rep.index for rep in self.replicas if rep.pool == pool]
+            rows = [members["replica"][i] for i in mine]
+            members["pool"][pool] = (
+                np.unique(np.concatenate([r for r, _ in rows])),
+                np.sort(np.concatenate([st for _, st in rows])),
+            )
         out = {}
-        for key, masks in members.items():
-            rows = {}
-            for name, mask in masks.items():
-                st = steps_df[steps_df[key] == name]
-                mine = [by_id[i] for i in ids[mask] if i in by_id]
-                row = summarize(req_df[mask], st, inter_token_gaps(mine, ends), window, mcfg)
-                n = sum(1 for p in pool_of.values() if p == name) if key == "pool" else 1
+        for key, groups in members.items():
+            table = {}
+            for name, (req_rows, st_rows) in groups.items():
+                st = _take(steps_df, st_rows)
+                mine_req = [by_id[i] for i in ids[req_rows].tolist() if i in by_id]
+                itl = inter_token_gaps(mine_req, ends)
+                row = summarize(_take(req_df, req_rows), st, itl, window, mcfg)
+                count = sum(1 for rep in self.replicas if rep.pool == name) if key == "pool" else 1
                 busy = float(st["duration"].sum())
-                row["busy_fraction"] = busy / length / n if length > 0 else 0.0
-                rows[name] = row
-            out[key] = pd.DataFrame.from_dict(rows, orient="index").rename_axis(key)
+                row["busy_fraction"] = busy / length / count if length > 0 else 0.0
+                table[name] = row
+            out[key] = pd.DataFrame.from_dict(table, orient="index").rename_axis(key)
         return out
+
+
+def _rows_by(keys: np.ndarray, n: int) -> list[np.ndarray]:
+    """For each value 0..n-1, the positions in ``keys`` that hold it, ascending (one sort for
+    all values instead of one comparison of the whole column per value)."""
+    order = np.argsort(keys, kind="stable")
+    bounds = np.searchsorted(keys[order], np.arange(n + 1))
+    return [order[bounds[i] : bounds[i + 1]] for i in range(n)]
+
+
+def _take(table: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    """``table.iloc[rows]`` for ascending, distinct ``rows``; the table itself, not a copy,
+    when they are all of its rows (a pool that is the whole fleet)."""
+    return table if len(rows) == len(table) else table.iloc[rows]
+
+
+def _age_objects() -> None:
+    """Move every object the collector tracks into its oldest generation without scanning
+    them: a freeze moves them out of its reach, an unfreeze back into the oldest generation.
+    Otherwise the first collections after a run traverse all of its objects, once per
+    generation (more than a second at a million requests). Skipped when the program has frozen
+    objects itself (an unfreeze would release those too)."""
+    if gc.get_freeze_count() == 0:
+        gc.freeze()
+        gc.unfreeze()
 
 
 def simulate(scenario: Scenario, *, progress: ProgressFn | None = None) -> SimulationResult:

@@ -26,15 +26,14 @@ Metric definitions follow the serving benchmarks (vLLM's ``benchmark_serving``, 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from llmsim.cost.base import BatchShape
 from llmsim.limits import MAX_MS, MAX_SECONDS
 from llmsim.policies.base import Plan, StepStats
 from llmsim.request import REJECT_REASONS, Request, Status
@@ -83,52 +82,78 @@ class MetricsConfig(BaseModel):
 
 
 class StepLog:
-    """Per-step records, appended by the engine: one tuple per event, expanded to one row per
-    step when the table is built (a run of decode steps shares everything but its durations
-    and KV usage)."""
+    """Per-step records, appended by the engine as columns of plain numbers (no object is kept
+    per step). One entry per event: its start, and :data:`EVENT_FIELDS` as one row of integers;
+    one per step: its duration and KV blocks in use. A run of decode steps shares everything
+    but its durations and KV usage; it becomes one row per step when the table is built."""
+
+    EVENT_FIELDS = (
+        "replica",
+        "steps",
+        "seqs",
+        "prefill_tokens",
+        "decode_seqs",
+        "sampled",
+        "num_waiting",
+        "num_running",
+    )
 
     def __init__(self) -> None:
-        self._runs: list[tuple[int, float, list[float], BatchShape, StepStats]] = []
+        self._start = array("d")
+        self._events = array("q")  # len(EVENT_FIELDS) integers per event
+        self._duration = array("d")
+        self._kv_blocks = array("q")
 
     def record(
         self, replica: int, start: float, durations: list[float], plan: Plan, stats: StepStats
     ) -> None:
-        self._runs.append((replica, start, durations, plan.shape, stats))
+        shape = plan.shape
+        self._start.append(start)
+        self._events.extend(
+            (
+                replica,
+                len(durations),
+                shape.seqs,
+                shape.prefill_tokens,
+                shape.decode_seqs,
+                shape.sampled_seqs if stats.emitted is None else stats.emitted,
+                stats.num_waiting,
+                stats.num_running,
+            )
+        )
+        self._duration.extend(durations)
+        self._kv_blocks.extend(stats.kv_blocks)
 
     def __len__(self) -> int:
-        return sum(len(r[2]) for r in self._runs)
+        return len(self._duration)
 
     def frame(self, kv_total: Sequence[int]) -> pd.DataFrame:
-        runs = self._runs
-        counts = np.fromiter((len(r[2]) for r in runs), np.int64, len(runs))
+        events = np.array(self._events, dtype=np.int64).reshape(-1, len(self.EVENT_FIELDS))
+        col = dict(zip(self.EVENT_FIELDS, events.T, strict=True))
+        counts = col["steps"]
         n = int(counts.sum())
 
-        def per_run(values: Iterable[float], dtype: type) -> np.ndarray:
-            return np.repeat(np.fromiter(values, dtype, len(runs)), counts)
+        def per_event(name: str, dtype: type) -> np.ndarray:
+            return np.repeat(col[name].astype(dtype), counts)
 
-        duration = np.fromiter(chain.from_iterable(r[2] for r in runs), float, n)
+        duration = np.array(self._duration, dtype=float)
         # start of each step: its run's start plus the durations before it within the run
         run_first = np.concatenate(([0], np.cumsum(counts)[:-1]))
         offsets = np.cumsum(duration) - duration
         offsets -= np.repeat(offsets[run_first] if n else offsets, counts)
-        start = per_run((r[1] for r in runs), float) + offsets
+        start = np.repeat(np.array(self._start, dtype=float), counts) + offsets
         df = pd.DataFrame(
             {
-                "replica": per_run((r[0] for r in runs), np.int32),
+                "replica": per_event("replica", np.int32),
                 "start": start,
                 "duration": duration,
-                "batch_size": per_run((r[3].seqs for r in runs), np.int32),
-                "prefill_tokens": per_run((r[3].prefill_tokens for r in runs), np.int64),
-                "decode_tokens": per_run((r[3].decode_seqs for r in runs), np.int32),
-                "sampled_tokens": per_run(
-                    (r[3].sampled_seqs if r[4].emitted is None else r[4].emitted for r in runs),
-                    np.int32,
-                ),
-                "kv_blocks": np.fromiter(
-                    chain.from_iterable(r[4].kv_blocks for r in runs), np.int64, n
-                ),
-                "num_waiting": per_run((r[4].num_waiting for r in runs), np.int32),
-                "num_running": per_run((r[4].num_running for r in runs), np.int32),
+                "batch_size": per_event("seqs", np.int32),
+                "prefill_tokens": per_event("prefill_tokens", np.int64),
+                "decode_tokens": per_event("decode_seqs", np.int32),
+                "sampled_tokens": per_event("sampled", np.int32),
+                "kv_blocks": np.array(self._kv_blocks, dtype=np.int64),
+                "num_waiting": per_event("num_waiting", np.int32),
+                "num_running": per_event("num_running", np.int32),
             }
         )
         df["end"] = df["start"] + df["duration"]
@@ -200,18 +225,25 @@ class Weighted:
 
     def percentile(self, q: float) -> float:
         """Equal to ``np.percentile(np.repeat(values, weights), q)`` (linear method)."""
+        return self.percentiles((q,))[0]
+
+    def percentiles(self, qs: Sequence[float]) -> list[float]:
+        """:meth:`percentile` of each of ``qs``, from one sort."""
         n = int(self.weights.sum())
         if n == 0:
-            return float("nan")
-        order = np.argsort(self.values, kind="stable")
+            return [float("nan")] * len(qs)
+        order = np.argsort(self.values)  # the order of equal values changes no percentile
         v = self.values[order]
         cum = np.cumsum(self.weights[order])
-        h = (n - 1) * q / 100.0
-        lo = int(np.floor(h))
-        hi = min(lo + 1, n - 1)
-        x_lo = v[np.searchsorted(cum, lo, side="right")]
-        x_hi = v[np.searchsorted(cum, hi, side="right")]
-        return float(x_lo + (h - lo) * (x_hi - x_lo))
+        out = []
+        for q in qs:
+            h = (n - 1) * q / 100.0
+            lo = int(np.floor(h))
+            hi = min(lo + 1, n - 1)
+            x_lo = v[np.searchsorted(cum, lo, side="right")]
+            x_hi = v[np.searchsorted(cum, hi, side="right")]
+            out.append(float(x_lo + (h - lo) * (x_hi - x_lo)))
+        return out
 
 
 def inter_token_gaps(requests: Sequence[Request], decode_ends: Sequence[np.ndarray]) -> Weighted:
@@ -254,7 +286,7 @@ def _stats(name: str, seconds: np.ndarray | Weighted, out: dict[str, float]) -> 
     """mean / median / p90 / p99 in milliseconds, with vLLM's key names."""
     if isinstance(seconds, Weighted):
         mean = seconds.mean()
-        pct = [seconds.percentile(p) for p in PERCENTILES]
+        pct = seconds.percentiles(PERCENTILES)
     else:
         x = seconds[~np.isnan(seconds)]
         mean = float(x.mean()) if x.size else float("nan")

@@ -4,29 +4,27 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 from rich.table import Table
 
 from llmsim.atomic import check_writable_folder
-from llmsim.calibration import calibrate as C
-from llmsim.calibration import steps as S
-from llmsim.calibration.holdout import ape, summary
-from llmsim.calibration.llmsim_csv import USER_SOURCE, read_operator_csv, read_step_csv, sniff
-from llmsim.calibration.profile_yaml import profile_path, write_profile
-from llmsim.calibration.records import concat
-from llmsim.calibration.tables import table_file
 from llmsim.cli.common import Steps, err_console, fail, out_console
-from llmsim.config_io import read_yaml
 from llmsim.errors import ConfigError, LlmsimError
-from llmsim.hardware import HardwareProfile, get_hardware
-from llmsim.hardware_calibration import Calibration, FidelityRow
+
+if TYPE_CHECKING:  # the simulator and fitting code load when a command runs
+    import pandas as pd
+
+    from llmsim.hardware import HardwareProfile
+    from llmsim.hardware_calibration import Calibration, FidelityRow
 
 
 def _datasheet(hw: HardwareProfile, given: str) -> tuple[str, str]:
     """(profile text, file name) of a hardware profile given by name or path."""
+    from llmsim.calibration.profile_yaml import profile_path
+    from llmsim.config_io import read_yaml
+
     path = Path(given) if given.endswith((".yaml", ".yml")) else profile_path(hw.name)
     read_yaml(path)  # a missing or broken file becomes a ConfigError here
     return path.read_text(encoding="utf-8"), path.name
@@ -60,6 +58,9 @@ def fidelity_table(title: str, rows: list[tuple[str, FidelityRow]]) -> Table:
 def _kernel_table(hw: HardwareProfile, rows: pd.DataFrame) -> str:
     """The user's measurements as the profile's kernel table, with the profile's own rows
     for the families they did not measure (whose fitted values the profile keeps too)."""
+    from llmsim.calibration.llmsim_csv import USER_SOURCE
+    from llmsim.calibration.tables import table_file
+
     base = hw.calibration.kernel_table if hw.calibration is not None else ""
     return table_file(rows, USER_SOURCE, base) if len(rows) else base
 
@@ -67,6 +68,14 @@ def _kernel_table(hw: HardwareProfile, rows: pd.DataFrame) -> str:
 def _user_calibration(
     hw: HardwareProfile, data: list[Path], model: str | None, engine: str, date: str
 ) -> Calibration:
+    import pandas as pd
+
+    from llmsim.calibration import calibrate as C
+    from llmsim.calibration import steps as S
+    from llmsim.calibration.holdout import ape, summary
+    from llmsim.calibration.llmsim_csv import USER_SOURCE, read_operator_csv, read_step_csv, sniff
+    from llmsim.calibration.records import concat
+
     ops: list[Path] = []
     steps: list[Path] = []
     for path in data:
@@ -140,6 +149,11 @@ def calibrate(
     Examples: llmsim calibrate --all --out hardware_profiles/ (every shipped GPU, about 3
     minutes); llmsim calibrate H100-SXM --data my_ops.csv --out my_profiles/
     """
+
+    from llmsim.calibration import calibrate as C
+    from llmsim.calibration.profile_yaml import write_profile
+    from llmsim.hardware import get_hardware
+
     started = time.perf_counter()
     try:
         check_writable_folder(out)

@@ -9,16 +9,16 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from enum import Enum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from llmsim.cli.common import out_console
-from llmsim.hardware import list_hardware
-from llmsim.models import list_models
-from llmsim.presets import list_presets
+
+if TYPE_CHECKING:  # the simulator and fitting code load when a command runs
+    pass
 
 
 class Format(str, Enum):
@@ -76,6 +76,8 @@ def hardware(fmt: FormatOpt = Format.table) -> None:
 
     Example: llmsim hardware --format csv > gpus.csv
     """
+    from llmsim.hardware import list_hardware
+
     records = [
         {
             "name": hw.name,
@@ -110,6 +112,8 @@ def models(fmt: FormatOpt = Format.table) -> None:
 
     Example: llmsim models --format json
     """
+    from llmsim.models import list_models
+
     records = [
         {
             "name": m.name,
@@ -147,6 +151,8 @@ def presets(fmt: FormatOpt = Format.table) -> None:
 
     Example: llmsim run scenarios/quickstart.yaml --set engine.preset=sglang
     """
+    from llmsim.presets import list_presets
+
     records = [
         {
             "name": p.name,

@@ -3,31 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from llmsim.atomic import atomic_write_text
-from llmsim.check import (
-    DEFAULT_METRICS,
-    Baseline,
-    CheckReport,
-    check_scenarios,
-    parse_tolerances,
-    per_metric,
-    read_baseline,
-    run_seeds,
-    scenario_digest,
-    seeds_for,
-    with_policy,
-    write_baseline,
-)
-from llmsim.check_report import headline, mean, method, to_junit, to_markdown
 from llmsim.cli.common import JobsOpt, SetOpt, err_console, fail, load, out_console
 from llmsim.errors import ConfigError, LlmsimError
-from llmsim.executors import Executor, default_workers, make_executor
-from llmsim.scenario import Scenario
+
+if TYPE_CHECKING:  # the simulator and fitting code load when a command runs
+    from llmsim.check import (
+        Baseline,
+        CheckReport,
+    )
+    from llmsim.executors import Executor
+    from llmsim.scenario import Scenario
 
 SHORT = {
     "regression": "[bold red]REGRESSION[/]",
@@ -101,6 +92,10 @@ def check(
 ) -> None:
     """Compare a candidate with a baseline over paired seeds; exit 1 on a significant
     regression beyond the tolerance, 0 otherwise, 2 on bad input."""
+    from llmsim.check import DEFAULT_METRICS, check_scenarios, parse_tolerances, read_baseline
+    from llmsim.check_report import to_junit, to_markdown
+    from llmsim.executors import default_workers, make_executor
+
     try:
         bases = [load(p, overrides) for p in scenarios]
         changes = [candidate is not None, candidate_policy is not None, bool(candidate_set)]
@@ -167,6 +162,8 @@ def _candidate(
     sets: list[str] | None,
     overrides: list[str] | None,
 ) -> Scenario:
+    from llmsim.check import with_policy
+
     cand = load(file, overrides) if file is not None else sc
     if policy is not None:
         cand = with_policy(cand, policy)
@@ -179,6 +176,8 @@ def _stored(
     path: Path,
     n: int,
 ) -> dict[str, list[float]]:
+    from llmsim.check import scenario_digest, seeds_for
+
     entry = stored.get(sc.name)
     if entry is None:
         raise ConfigError(
@@ -206,6 +205,8 @@ def _stored(
 
 
 def _update(path: Path, bases: list[Scenario], n: int, pool: Executor) -> None:
+    from llmsim.check import per_metric, run_seeds, seeds_for, write_baseline
+
     runs = {}
     for sc in bases:
         seeds = seeds_for(sc, n)
@@ -215,6 +216,8 @@ def _update(path: Path, bases: list[Scenario], n: int, pool: Executor) -> None:
 
 
 def _print(report: CheckReport) -> None:
+    from llmsim.check_report import headline, mean, method
+
     t = Table(title="llmsim check", title_justify="left")
     several = len({c.scenario for c in report.checks}) > 1
     if several:

@@ -7,14 +7,16 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from llmsim.errors import LlmsimError
-from llmsim.scenario import Scenario, load_scenario
+
+if TYPE_CHECKING:  # the simulator and fitting code load when a command runs
+    from llmsim.scenario import Scenario
 
 
 class _Console(Console):
@@ -64,6 +66,8 @@ _CONTROL = {chr(i): repr(chr(i))[1:-1] for i in [*range(32), 127]}
 
 
 def load(path: Path, overrides: list[str] | None) -> Scenario:
+    from llmsim.scenario import load_scenario
+
     return load_scenario(path, overrides or None)
 
 
@@ -84,3 +88,19 @@ class Steps:
         of = f"/{self.total}" if self.total else ""
         took = time.perf_counter() - self.started
         err_console.print(f"  [{self.done}{of}] {label} ({took:.0f} s)", highlight=False)
+
+
+_written = False  # whether a command has written all it writes (see ``all_written``)
+
+
+def all_written() -> None:
+    """Say that the command has written every file and line it writes (files atomically):
+    nothing is left for the interpreter's teardown, so the ``llmsim`` program may end at once
+    (:func:`llmsim.cli.main`). For commands that start no threads, processes or temporary
+    folders."""
+    global _written
+    _written = True
+
+
+def teardown_skippable() -> bool:
+    return _written

@@ -7,32 +7,37 @@ from __future__ import annotations
 import time
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 
 from llmsim.atomic import atomic_write, atomic_write_text, check_writable_folder
-from llmsim.calibration import calibrate as C
-from llmsim.calibration import steps as S
-from llmsim.calibration.holdout import REGIMES, ape, profile_errors, summary
-from llmsim.calibration.llmsim_csv import read_operator_csv, read_step_csv, sniff
-from llmsim.calibration.records import concat
 from llmsim.cli.calibrate import fidelity_table
 from llmsim.cli.common import Steps, fail, out_console
 from llmsim.cli.serving import serving_fidelity
-from llmsim.cost.calibrated import CalibratedConfig
 from llmsim.errors import ConfigError, LlmsimError
-from llmsim.hardware import HardwareProfile, get_hardware
-from llmsim.hardware_calibration import FidelityRow
-from llmsim.presets import get_preset
-from llmsim.scenario import EngineConfig
+
+if TYPE_CHECKING:  # the simulator and fitting code load when a command runs
+    import pandas as pd
+
+    from llmsim.hardware import HardwareProfile
+    from llmsim.hardware_calibration import FidelityRow
 
 
 def _check_profile(
     hw: HardwareProfile, data: list[Path], model: str | None, preset: str | None
 ) -> list[FidelityRow]:
     """A calibrated profile's error on operator and step measurements, nothing refitted."""
+    import pandas as pd
+
+    from llmsim.calibration import steps as S
+    from llmsim.calibration.holdout import ape, profile_errors, summary
+    from llmsim.calibration.llmsim_csv import read_operator_csv, read_step_csv, sniff
+    from llmsim.calibration.records import concat
+    from llmsim.cost.calibrated import CalibratedConfig
+    from llmsim.presets import get_preset
+    from llmsim.scenario import EngineConfig
+
     ops = [p for p in data if sniff(p) == "operators"]
     steps = [p for p in data if p not in ops]
     out: list[FidelityRow] = []
@@ -148,6 +153,11 @@ def fidelity(
     llmsim fidelity --serving --plots --out fidelity/serving;
     llmsim fidelity --serving --run result.json --scenario my_deployment.yaml
     """
+    import pandas as pd
+
+    from llmsim.calibration import calibrate as C
+    from llmsim.hardware import get_hardware
+
     serving_only = {
         "--run": run is not None,
         "--scenario": scenario is not None,
@@ -249,6 +259,10 @@ def _plot_fidelity(detail: pd.DataFrame, out: Path) -> list[Path]:
 
 def _write_by_size(detail: pd.DataFrame, out: Path) -> list[Path]:
     """Held-out error by size regime (``fidelity_by_size.csv`` and ``.md``)."""
+    import pandas as pd
+
+    from llmsim.calibration.holdout import REGIMES
+
     keys = ["gpu", "family", "data", "holdout", "regime"]
     grouped = detail.groupby(keys, sort=False)["ape"]
     table = pd.DataFrame(

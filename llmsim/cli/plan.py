@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -11,19 +11,14 @@ from rich.table import Table
 from llmsim.atomic import atomic_write_text
 from llmsim.cli.common import JobsOpt, ScenarioArg, SetOpt, err_console, fail, load, out_console
 from llmsim.errors import ConfigError, LlmsimError
-from llmsim.executors import Executor, default_workers, make_executor
-from llmsim.plan import (
-    SLO,
-    Candidate,
-    parse_candidate,
-    parse_slo,
-    plan_capacity,
-    prepare,
-    sustained_rate,
-    warnings,
-)
-from llmsim.report import HEAD, Question, recommendation, rows, to_html, to_markdown
-from llmsim.scenario import Scenario
+
+if TYPE_CHECKING:  # the simulator and fitting code load when a command runs
+    from llmsim.executors import Executor
+    from llmsim.plan import (
+        SLO,
+        Candidate,
+    )
+    from llmsim.scenario import Scenario
 
 
 def plan(
@@ -72,6 +67,10 @@ def plan(
 ) -> None:
     """Size each candidate's fleet by simulating it at the target load, rank them by cost,
     and write a Markdown and a self-contained HTML report."""
+    from llmsim.executors import default_workers, make_executor
+    from llmsim.plan import Candidate, parse_candidate, parse_slo, plan_capacity, warnings
+    from llmsim.report import HEAD, Question, recommendation, rows, to_html, to_markdown
+
     try:
         sc = load(scenario, overrides)
         parsed = [parse_slo(s) for s in slos]
@@ -132,6 +131,8 @@ def _reverse(
     prices: dict[str, float],
     pool: Executor,
 ) -> None:
+    from llmsim.plan import prepare, sustained_rate
+
     if replicas < 1:
         raise ConfigError(f"--replicas must be at least 1 (got {replicas})", field="--replicas")
     t = Table(title=f"Load {replicas} replicas sustain within the SLOs", title_justify="left")

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
-import pandas as pd
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from llmsim.cli.common import ScenarioArg, SetOpt, err_console, fail, load, out_console
-from llmsim.diagnostics import predicted_rejections
-from llmsim.engine import Simulation
+from llmsim.cli.common import ScenarioArg, SetOpt, all_written, err_console, fail, load, out_console
 from llmsim.errors import ConfigError, LlmsimError
-from llmsim.metrics import parse_goodput
-from llmsim.result import SimulationResult, check_output_folder
+
+if TYPE_CHECKING:  # the simulator and fitting code load when a command runs
+    import pandas as pd
+
+    from llmsim.engine import Simulation
+    from llmsim.result import SimulationResult
 
 
 def run(
@@ -80,6 +80,9 @@ def run(
     Example: llmsim run scenarios/quickstart.yaml --set workload.rate=6 --goodput 'ttft:2000
     tpot:100' --json
     """
+    from llmsim.engine import Simulation
+    from llmsim.result import check_output_folder
+
     try:
         extra = _benchmark_overrides(max_concurrency, goodput, metric_percentiles)
         sc = load(scenario, [*(overrides or []), *extra])
@@ -112,15 +115,19 @@ def run(
         if as_json and not quiet:
             sys.stdout.write(result.summary_json())
         print_warnings(result)
+        all_written()
         return
     print_summary(result)
     out_console.print(f"wrote {', '.join(p.name for p in paths.values())} to {folder}/")
+    all_written()
 
 
 def _benchmark_overrides(
     max_concurrency: int | None, goodput: str | None, percentiles: str | None
 ) -> list[str]:
     """vLLM benchmark options as ``--set`` overrides."""
+    from llmsim.metrics import parse_goodput
+
     out = []
     if max_concurrency is not None:
         out.append(f"workload.max_concurrency={max_concurrency}")
@@ -246,6 +253,10 @@ def _kv_sizes(result: SimulationResult) -> str:
 
 
 def _predicted_rejections(sim: Simulation) -> str | None:
+    import numpy as np
+
+    from llmsim.diagnostics import predicted_rejections
+
     stream = sim.stream
     return predicted_rejections(
         sim.scenario, np.asarray(stream.prompt_tokens), np.asarray(stream.output_tokens)
@@ -280,6 +291,8 @@ def validate(scenario: ScenarioArg, overrides: SetOpt = None) -> None:
 
     Example: llmsim validate my.yaml --set hardware=L40S
     """
+    from llmsim.engine import Simulation
+
     try:
         sc = load(scenario, overrides)
         sim = Simulation(sc)  # every replica and the workload, as run builds them

@@ -9,21 +9,19 @@ API-server terms with one model held out at a time and reports only held-out pre
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from llmsim.atomic import atomic_write, atomic_write_text
 from llmsim.cli.common import err_console, out_console
-from llmsim.e2e.fit import Terms, cross_validate, fit_terms, predict_all
-from llmsim.e2e.replay import compare, error_summary
-from llmsim.e2e.runs import LATENCY_METRICS, WHOLE_RUN, ServingRun
-from llmsim.e2e.serving_data import DATA_DIR, load_serving_runs
 from llmsim.errors import ConfigError
-from llmsim.presets import get_preset
+
+if TYPE_CHECKING:  # the simulator and fitting code load when a command runs
+    import pandas as pd
+
+    from llmsim.e2e.runs import LATENCY_METRICS, ServingRun
 
 PLOTTED = ("e2e_mean", "ttft_mean", "ttft_p99", "itl_mean")
 
@@ -36,6 +34,10 @@ def _runs(
     preset: str,
     overrides: list[str],
 ) -> list[ServingRun]:
+    import warnings
+
+    from llmsim.e2e.serving_data import DATA_DIR, load_serving_runs
+
     if run is not None:
         from llmsim.e2e.user_runs import load_user_run  # only when checking a user's run
 
@@ -69,6 +71,12 @@ def serving_fidelity(
     plots: bool = False,
     overrides: list[str] | None = None,
 ) -> None:
+    import pandas as pd
+
+    from llmsim.e2e.fit import Terms, cross_validate, fit_terms, predict_all
+    from llmsim.e2e.replay import compare, error_summary
+    from llmsim.presets import get_preset
+
     started = time.perf_counter()
     get_preset(preset, field="--preset")
     if run is not None:
@@ -157,6 +165,8 @@ def _print(summary: pd.DataFrame, label: str, n: int) -> None:
 def _plot(table: pd.DataFrame, out: Path, label: str, gpus: str) -> Path:
     """``serving.png``: predicted against measured, one panel per metric, one colour per model."""
     import matplotlib
+
+    from llmsim.e2e.runs import WHOLE_RUN
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

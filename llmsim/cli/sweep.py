@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -12,10 +12,10 @@ from rich.table import Table
 
 from llmsim.cli.common import ScenarioArg, SetOpt, err_console, fail, load, out_console
 from llmsim.errors import ConfigError, LlmsimError
-from llmsim.executors import ExecutorKind, default_workers, make_executor
-from llmsim.grid import parse_axes
-from llmsim.sweep import PointOutcome, SweepResult, run_sweep
-from llmsim.sweep_plots import check_percentiles, save_plots, split_axes
+
+if TYPE_CHECKING:  # the simulator and fitting code load when a command runs
+    from llmsim.executors import ExecutorKind
+    from llmsim.sweep import PointOutcome, SweepResult
 
 SHOWN = {
     "request_throughput": "req/s",
@@ -78,6 +78,11 @@ def sweep(
     the latency/throughput figures. Finished points are cached: running the same command
     again (after an interruption, or with more values) simulates only what is missing.
     Exits 1 when a point failed (its row says why), 2 on bad input."""
+    from llmsim.executors import default_workers, make_executor
+    from llmsim.grid import parse_axes
+    from llmsim.sweep import run_sweep
+    from llmsim.sweep_plots import check_percentiles, save_plots
+
     if executor not in ("process", "local", "ray"):
         raise fail(
             ConfigError(
@@ -155,6 +160,8 @@ def _eta(seconds: float | None) -> str:
 
 
 def _print(result: SweepResult) -> None:
+    from llmsim.sweep_plots import split_axes
+
     t = result.table
     x, others = split_axes(result.axes)
     paths = [p for p in (x, *others) if p is not None]

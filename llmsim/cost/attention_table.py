@@ -36,7 +36,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import isotonic_regression
 
 from llmsim.cost import kernels as K
 from llmsim.cost.kernel_table import Neighbours, read_kernel_table
@@ -142,6 +141,8 @@ class Surface:
     """Measured-and-corrected attention time of one head configuration, by batch and length."""
 
     def __init__(self, b: np.ndarray, length: np.ndarray, times: np.ndarray, formula: Formula):
+        from scipy.optimize import isotonic_regression  # scipy only for calibrated runs
+
         log_t = np.log(times)
         log_t = np.vstack([isotonic_regression(row).x for row in log_t])
         log_t = np.maximum.accumulate(log_t, axis=0)

@@ -31,8 +31,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import isotonic_regression
-from scipy.spatial import cKDTree
 
 from llmsim.cost import kernels as K
 from llmsim.errors import ConfigError
@@ -78,6 +76,8 @@ class Curve:
     __slots__ = ("_formula", "_hi", "_lo", "_t", "_x")
 
     def __init__(self, x: np.ndarray, t: np.ndarray, formula: Callable[[Any], Any]) -> None:
+        from scipy.optimize import isotonic_regression  # scipy only for calibrated runs
+
         self._formula = formula
         self._x = [float(v) for v in x]
         self._t = [float(v) for v in np.exp(isotonic_regression(np.log(t)).x)]
@@ -125,6 +125,8 @@ class Neighbours:
     """
 
     def __init__(self, features: np.ndarray, log_ratio: np.ndarray) -> None:
+        from scipy.spatial import cKDTree  # scipy only for calibrated runs
+
         self._tree = cKDTree(features)
         self._log_ratio = log_ratio
 

@@ -1,0 +1,121 @@
+"""Start-up and scale of ``llmsim`` as a user runs it: each case is one whole ``llmsim``
+process (imports, workload, simulation, tables, summary, files written, exit), measured by
+the CPU seconds (user + system) and the peak memory (RSS) the operating system reports for it.
+
+    python benchmarks/scale.py [CASE ...] [--repeat N]
+
+Cases (default: startup vidur single ladder):
+
+- ``startup``: ``llmsim --help``, and a 10-request run of scenarios/quickstart.yaml;
+- ``vidur``: benchmarks/vidur.yaml (Llama-2-70B on 2x A100-80GB, Poisson 2 req/s, 512/128)
+  at 1,000 and 20,000 requests;
+- ``single``: 100,000 ShareGPT-length requests, Llama-3.1-8B on one H100 at 5.6 req/s
+  (about 80 % of its saturation rate);
+- ``ladder``: the same 100,000 requests on 1, 4, 16 and 64 replicas, the arrival rate scaled
+  with the replicas (the same load on each);
+- ``million``: 1,000,000 requests on 16 replicas (minutes).
+
+CPU seconds rather than wall seconds, because a shared machine's wall clock measures the
+neighbours too. With ``--repeat N`` each case runs N times and the lowest figures are shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICKSTART = str(ROOT / "scenarios" / "quickstart.yaml")
+VIDUR = str(ROOT / "benchmarks" / "vidur.yaml")
+RATE = 5.6  # req/s per H100 replica for the quickstart chat workload, about 80 % load
+
+
+SOURCE = ROOT  # the llmsim source tree that runs (--source)
+
+
+def measure(args: list[str]) -> tuple[float, float]:
+    """CPU seconds and peak RSS (MiB) of one ``python -m llmsim ARGS`` process."""
+    env = {**os.environ, "PYTHONPATH": str(SOURCE)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmsim", *args],
+        env=env,
+        cwd=SOURCE,  # ``python -m`` puts the working folder first on the path
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if proc.returncode != 0:
+        raise SystemExit(f"llmsim {' '.join(args)} failed ({proc.returncode}):\n{err}")
+    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def run_case(label: str, args: list[str], repeat: int, requests: int | None = None) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        if args[0] == "run":
+            args = [*args, "-q", "-o", tmp]
+        runs = [measure(args) for _ in range(repeat)]
+        cpu = min(c for c, _ in runs)
+        rss = min(m for _, m in runs)
+        line = f"{label:<44} {cpu:8.2f} CPU-s {rss:8,.0f} MiB"
+        summary = Path(tmp) / "summary.json"
+        if requests is not None and summary.exists():
+            steps = json.loads(summary.read_text())["num_steps"]
+            line += (
+                f"  {requests / cpu:9,.0f} req/CPU-s  {steps:11,.0f} steps"
+                f"  {cpu / steps * 1e6:5.1f} us/step"
+            )
+        print(line, flush=True)
+
+
+def fleet(requests: int, replicas: int) -> list[str]:
+    return [
+        "run",
+        QUICKSTART,
+        "--set",
+        f"workload.num_requests={requests}",
+        "--set",
+        f"workload.arrival.rate={RATE * replicas:g}",
+        "--set",
+        f"data_parallel={replicas}",
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    cases = ("startup", "vidur", "single", "ladder", "million")
+    ap.add_argument("cases", nargs="*", choices=cases, default=list(cases[:4]))
+    ap.add_argument("--repeat", type=int, default=1, help="runs per case (lowest shown)")
+    ap.add_argument(
+        "--source", type=Path, default=ROOT, help="llmsim source tree to run (default: this one)"
+    )
+    args = ap.parse_args()
+    global SOURCE
+    SOURCE = args.source.resolve()
+    r = args.repeat
+    print(f"python {sys.version.split()[0]}, one process per line, lowest of {r}")
+    if "startup" in args.cases:
+        run_case("llmsim --help", ["--help"], r)
+        ten = ["run", QUICKSTART, "--set", "workload.num_requests=10"]
+        run_case("llmsim run quickstart, 10 requests", ten, r, 10)
+    if "vidur" in args.cases:
+        for n in (1_000, 20_000):
+            vidur = ["run", VIDUR, "--set", f"workload.num_requests={n}"]
+            run_case(f"vidur, {n:,} requests", vidur, r, n)
+    if "single" in args.cases and "ladder" not in args.cases:
+        run_case("100,000 requests, 1 replica", fleet(100_000, 1), r, 100_000)
+    if "ladder" in args.cases:
+        for k in (1, 4, 16, 64):
+            run_case(f"100,000 requests, {k} replica(s)", fleet(100_000, k), r, 100_000)
+    if "million" in args.cases:
+        run_case("1,000,000 requests, 16 replicas", fleet(1_000_000, 16), r, 1_000_000)
+
+
+if __name__ == "__main__":
+    main()

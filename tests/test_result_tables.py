@@ -1,0 +1,72 @@
+"""The result tables built with one sort per column: percentiles of a weighted sample, and the
+per-pool and per-replica summaries, against direct computations (every sample expanded; each
+group's rows selected by comparing the whole column with its name)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import llmsim
+from llmsim.engine import Simulation
+from llmsim.metrics import PERCENTILES, Weighted, inter_token_gaps, summarize
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_weighted_percentiles_equal_the_expanded_sample(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    values = rng.integers(0, 20, size=200).astype(float) / 7  # many ties
+    weights = rng.integers(0, 5, size=200)
+    w = Weighted(values, weights)
+    qs = (0, 1, 50, 90, 99, 99.9, 100)
+    expected = np.percentile(np.repeat(values, weights), qs)
+    assert w.percentiles(qs) == pytest.approx(expected, rel=0, abs=1e-12)
+    assert [w.percentile(q) for q in qs] == w.percentiles(qs)
+    assert np.isnan(Weighted(values[:0], weights[:0]).percentiles(PERCENTILES)).all()
+
+
+def _by_masks(sim: Simulation, res: llmsim.SimulationResult, key: str) -> pd.DataFrame:
+    """The per-group summary by boolean masks over the whole tables (quadratic, plain)."""
+    req, steps = res.requests, res.steps
+    measured = {
+        r.id: r
+        for rep in sim.replicas
+        for r in rep.policy.finished
+        if res.window[0] <= r.arrival <= res.window[1]
+    }
+    decode = steps[steps["decode_tokens"] > 0]
+    ends = [decode.loc[decode["replica"] == rep.index, "end"].to_numpy() for rep in sim.replicas]
+    rows = {}
+    for name in dict.fromkeys(
+        getattr(rep, "pool" if key == "pool" else "index") for rep in sim.replicas
+    ):
+        members = [
+            rep.index for rep in sim.replicas if (rep.pool if key == "pool" else rep.index) == name
+        ]
+        mask = req["replica"].isin(members) | req["prefill_replica"].isin(members)
+        mine = [measured[i] for i in req.loc[mask, "request_id"] if i in measured]
+        st = steps[steps["replica"].isin(members)]
+        row = summarize(
+            req[mask], st, inter_token_gaps(mine, ends), res.window, sim.scenario.metrics
+        )
+        length = res.window[1] - res.window[0]
+        row["busy_fraction"] = float(st["duration"].sum()) / length / len(members)
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(key)
+
+
+@pytest.mark.parametrize("scenario", ["disaggregated", "mixed_workload_pools"])
+def test_group_tables_equal_the_masked_computation(scenario: str) -> None:
+    sc = llmsim.load_scenario(
+        ROOT / "scenarios" / f"{scenario}.yaml", ["workload.num_requests=300"]
+    )
+    sim = Simulation(sc)
+    res = sim.run()
+    assert res.by_pool is not None and res.by_replica is not None
+    pd.testing.assert_frame_equal(res.by_pool, _by_masks(sim, res, "pool"), check_exact=True)
+    pd.testing.assert_frame_equal(res.by_replica, _by_masks(sim, res, "replica"), check_exact=True)
