@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from llmsim.atomic import atomic_write
+from llmsim.diagnostics import provenance
 from llmsim.engine import simulate
 from llmsim.errors import LlmsimError
 from llmsim.executors import Executor, LocalExecutor
@@ -237,8 +238,8 @@ def _table(
     records: dict[int, dict[str, Any]],
     outcomes: list[PointOutcome],
 ) -> pd.DataFrame:
-    """A row per point: its index, the varied fields, what it ran (model, GPU, offered rate),
-    its status and error, then every summary metric any point reported (first-seen order)."""
+    """A row per point: its index, the varied fields, what it ran (model, GPU, offered rate,
+    what priced it: cost model, preset), its status and error, then every summary metric any point reported (first-seen order)."""
     metrics: list[str] = []
     for i in sorted(records):
         metrics += [k for k in records[i] if k not in metrics]
@@ -250,6 +251,7 @@ def _table(
         row["hardware"] = sc.hardware if sc is not None else ""
         row["tensor_parallel"] = sc.tensor_parallel if sc is not None else 0
         row["offered_rate"] = float(rate) if rate is not None else float("nan")
+        row["priced_by"] = "; ".join(provenance(sc)) if sc is not None else ""
         row["status"] = "failed" if outcome.error is not None else "ok"
         row["error"] = outcome.error or ""
         summary = records.get(i, {})
