@@ -239,7 +239,8 @@ def _table(
     outcomes: list[PointOutcome],
 ) -> pd.DataFrame:
     """A row per point: its index, the varied fields, what it ran (model, GPU, offered rate,
-    what priced it: cost model, preset), its status and error, then every summary metric any point reported (first-seen order)."""
+    what priced it: cost model, preset), its status and error, then every summary metric any
+    point reported (first-seen order)."""
     metrics: list[str] = []
     for i in sorted(records):
         metrics += [k for k in records[i] if k not in metrics]
