@@ -25,7 +25,10 @@ from __future__ import annotations
 import gc
 import heapq
 import math
+from bisect import bisect_left
 from collections.abc import Callable, Generator, Hashable
+from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -95,6 +98,12 @@ class Simulation:
         self._done = 0  # requests finished, handed back to their client or rejected
         self._drained: simpy.Event | None = None  # a drained stage's wait for ``_done``
         self._drain_target = 0
+        # Runs of decode steps end at the next arrival for their own replica (cut short when it
+        # comes), except with one replica, where the next arrival anywhere is the next for it,
+        # and under least_kv routing, which reads every replica's KV usage at each arrival.
+        self._cut_runs = len(self.replicas) > 1 and self.router.kind != "least_kv"
+        self._running: list[_Run | None] = [None] * len(self.replicas)
+        self._procs: list[simpy.Process] = []
         # --max-concurrency: requests in flight as the client counts them, and a wait for one
         self._cap = scenario.workload.max_concurrency if self.clients is None else None
         self._in_flight = 0
@@ -168,6 +177,7 @@ class Simulation:
 
     def _enter(self, rep: Replica, r: Request, now: float) -> None:
         """The request reaches the replica's scheduler."""
+        self._cut(rep, now)
         if rep.busy and rep.async_scheduling:
             rep.inbox.append((r, now))  # the next step is already planned: join the one after
         else:
@@ -276,6 +286,7 @@ class Simulation:
         r.replica = rep.index
         r.first_token = r.last_emit = t  # the first token reaches the client with the KV
         self._hold(rep, r, 1)
+        self._cut(rep, t)
         rep.policy.add_prefilled(r, t)  # type: ignore[attr-defined]
         self._wake(rep)
 
@@ -313,7 +324,12 @@ class Simulation:
             start = env.now
             total = step_time(plan.shape) + plan.extra_s
             durations = [total]
-            horizon = 0.0 if joined else self.next_arrival - start
+            if joined:
+                horizon = 0.0
+            elif self._cut_runs:
+                horizon = math.inf  # until an arrival for this replica cuts the run short
+            else:
+                horizon = self.next_arrival - start
             if plan.decode_steps > 1 and total < horizon:
                 # the rest of a run of pure-decode steps, until the step a request arrives in
                 n = plan.shape.decode_seqs
@@ -326,11 +342,40 @@ class Simulation:
                     if total >= horizon:
                         break
             rep.busy = True
-            yield env.timeout(total)
+            if len(durations) > 1 and self._cut_runs:
+                durations = yield from self._decode_run(rep, start, durations, total)
+            else:
+                yield env.timeout(total)
             rep.busy = False
             stats = policy.update(plan, start, durations)
             log.record(rep.index, start, durations, plan, stats)
             self._collect(rep)
+
+    def _decode_run(
+        self, rep: Replica, start: float, durations: list[float], total: float
+    ) -> Generator[Any, Any, list[float]]:
+        """Wait out a run of decode steps; an arrival for this replica during the run (see
+        :meth:`_cut`) ends it with the step the arrival falls in. Returns the steps run."""
+        ends = list(accumulate(durations))  # the same sums as ``total`` (it ends them)
+        run = self._running[rep.index] = _Run(start, ends, len(ends) - 1)
+        try:
+            yield self.env.timeout(total)
+        except simpy.Interrupt:
+            yield self.env.timeout(start + ends[run.last] - self.env.now)
+        finally:
+            self._running[rep.index] = None
+        return durations[: run.last + 1]
+
+    def _cut(self, rep: Replica, now: float) -> None:
+        """Something arrived for ``rep`` at ``now``: a run of decode steps in progress ends with
+        the step ``now`` falls in, as if the run had been planned up to this arrival."""
+        run = self._running[rep.index] if self._cut_runs else None
+        if run is None:
+            return
+        k = bisect_left(run.ends, now - run.start)  # first step whose end reaches ``now``
+        if k < run.last:
+            run.last = k
+            self._procs[rep.index].interrupt()
 
     # --- run ---------------------------------------------------------------------------------
 
@@ -339,8 +384,7 @@ class Simulation:
         if self._sent:
             raise RuntimeError("a Simulation runs once; build a new one to run again")
         self._progress = progress
-        for rep in self.replicas:
-            env.process(self._replica(rep))
+        self._procs = [env.process(self._replica(rep)) for rep in self.replicas]
         if self.clients is not None:
             for s in self.clients.initial_requests():
                 self._send(s.request, s.time)
@@ -484,6 +528,16 @@ def _age_objects() -> None:
     if gc.get_freeze_count() == 0:
         gc.freeze()
         gc.unfreeze()
+
+
+@dataclass
+class _Run:
+    """A run of decode steps in progress: its start, the end of each step (relative to the
+    start) and the index of its last step."""
+
+    start: float
+    ends: list[float]
+    last: int
 
 
 def simulate(scenario: Scenario, *, progress: ProgressFn | None = None) -> SimulationResult:
