@@ -21,7 +21,7 @@ from tests.invariants import check_scenario, load
 from tests.strategies import scenarios
 
 CI_EXAMPLES = 200
-SLOW_EXAMPLES = int(os.environ.get("LLMSIM_INVARIANT_EXAMPLES", "2000"))
+SLOW_EXAMPLES = int(os.environ.get("LLMSIM_INVARIANT_EXAMPLES", "1000"))
 COMMON: dict[str, Any] = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
 
 
