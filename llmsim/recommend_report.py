@@ -70,7 +70,7 @@ def figure(r: WorkloadResult) -> Figure:
         (v for v in values if v > 0), default=1
     ):
         ax.set_xscale("log")
-    ax.set_xlim(right=ax.get_xlim()[1] * (3 if ax.get_xscale() == "log" else 1.35))
+    ax.set_xlim(right=ax.get_xlim()[1] * (60 if ax.get_xscale() == "log" else 1.35))
     ax.set_title(f"{r.spec.name}: {r.scenario.model} on {r.scenario.hardware}", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from llmsim.plan import SLO, CandidatePlan, pareto, warnings
 
@@ -116,6 +117,7 @@ def figure(plans: Sequence[CandidatePlan], slos: Sequence[SLO]) -> Figure:
                     color=f"C{i}")  # fmt: skip
     ax.axhline(1.0, color="grey", ls="--", lw=0.8, label="SLO limit")
     ax.set_xlabel("replicas")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("worst seed: value / SLO limit")
     ax.set_yscale("log")
     ax.set_title("Fleet sizes simulated (capped at 10x the limit)", fontsize=10)
