@@ -220,8 +220,11 @@ def recommend(
     folder = Path(path).parent
     results = []
     for i, w in enumerate(manifest.workloads):
-        where = f"workloads[{i}]"
-        slos = [parse_slo(s) for s in w.slos]
+        where = f"workloads.{i}"
+        try:
+            slos = [parse_slo(s) for s in w.slos]
+        except ConfigError as exc:
+            raise ConfigError(exc.reason, source=str(path), field=f"{where}.slos") from None
         sc = load_scenario(folder / w.scenario)
         if progress:
             progress(f"{w.name}: {len(w.options)} options x {n} seeds")
@@ -230,8 +233,11 @@ def recommend(
             try:
                 variant = sc.with_overrides(dict(o.set))
             except ConfigError as exc:
+                inner = f"{exc.field}: " if exc.field else ""
                 raise ConfigError(
-                    f"option '{o.label}': {exc.reason}", source=str(path), field=f"{where}.set"
+                    f"option '{o.label}': {inner}{exc.reason}",
+                    source=str(path),
+                    field=f"{where}.set",
                 ) from None
             variants += [variant.with_overrides({"seed": sc.seed + k}) for k in range(n)]
         summaries = run_many(variants, executor)

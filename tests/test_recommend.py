@@ -143,8 +143,16 @@ def test_manifest_errors(tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.yaml"
     one = text[: text.index("  - name: Batch")].replace("min p99_ttft_ms", "min p99_ttft")
     wrong.write_text(one)
-    with pytest.raises(ConfigError, match=r"wrong.yaml: workloads\[0\].objective: .*no such key"):
+    with pytest.raises(ConfigError, match=r"wrong.yaml: workloads\.0\.objective: .*no such key"):
         recommend(wrong, seeds=1)
+    wrong.write_text(
+        text[: text.index("  - name: Batch")].replace("max_num_seqs: 16}", "max_num_seqs: -3}")
+    )
+    res = runner.invoke(app, ["recommend", str(wrong), "-n", "1", "-j", "1"])
+    assert res.exit_code == 2
+    (line,) = [x for x in res.output.splitlines() if x.startswith("error:")]
+    assert "wrong.yaml: workloads.0.set: option 'continuous, 16 sequences, paged KV'" in line
+    assert "(got -3)" in line
 
 
 def test_cli(tmp_path: Path, shipped: list[WorkloadResult]) -> None:
