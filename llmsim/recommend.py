@@ -143,8 +143,9 @@ class WorkloadResult:
         ranked = self.ranked()
         if len(ranked) < 2 or not ranked[1].qualifies:
             return ""
-        spans = [[float(s.get(self.metric) or math.nan) for s in o.summaries] for o in ranked[:2]]
-        if max(spans[0]) < min(spans[1]) or max(spans[1]) < min(spans[0]):
+        spans = [[float(v) for s in o.summaries if (v := s.get(self.metric)) is not None]
+                 for o in ranked[:2]]  # fmt: skip
+        if not all(spans) or max(spans[0]) < min(spans[1]) or max(spans[1]) < min(spans[0]):
             return ""
         return (
             f"The runner-up, {ranked[1].spec.label} ({_fmt(self.metric, self.value(ranked[1]))}), "

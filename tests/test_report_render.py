@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import llmsim
 from llmsim.plan import Candidate, plan_capacity
 from llmsim.recommend_report import to_html as recommendations_html
 from llmsim.report import Question, to_html
@@ -82,8 +83,6 @@ def _check(browser: str, html: str, folder: Path, images: int, tables: list[int]
 
 def test_plan_report_renders(chromium: str, tmp_path: Path) -> None:
     (tmp_path / "fleet.yaml").write_text(SCENARIO)
-    import llmsim
-
     scenario = llmsim.load_scenario(tmp_path / "fleet.yaml")
     cands = [
         Candidate("H100", {"hardware": "H100-SXM"}),
