@@ -195,6 +195,41 @@ def timeline(
     return ax
 
 
+def over_time(
+    runs: Mapping[str, pd.DataFrame],
+    column: str = "ttft",
+    *,
+    time: str = "arrival",
+    window_s: float = 10.0,
+    quantile: float = 0.99,
+    ax: Axes | None = None,
+    logy: bool = True,
+    xlabel: str = "arrival time (s)",
+    title: str | None = None,
+    scenario: Scenario | None = None,
+) -> Axes:
+    """A per-request latency over time, one line per run: the ``quantile`` of ``column``
+    (seconds, plotted in ms; e.g. ``ttft``, ``e2e``) among the requests whose ``time`` falls in
+    each window of ``window_s`` seconds, drawn at the window's middle. Requests without a value
+    (rejected, unfinished) are left out. To compare a trace replayed at different speeds, put
+    each run's arrivals on the trace's clock first (``arrival * time_scale``)."""
+    ax = _ax(ax)
+    key = f"p{quantile * 100:g}_{'e2el' if column == 'e2e' else column}_ms"
+    for name, frame in runs.items():
+        done = frame[[time, column]].dropna()
+        window = np.floor(done[time].to_numpy(float) / window_s)
+        q = done.groupby(window)[column].quantile(quantile)
+        ax.plot((q.index.to_numpy() + 0.5) * window_s, q.to_numpy() * 1e3, lw=1.0, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"{label(key)}, {window_s:g} s windows")
+    if logy:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    _title(ax, f"{label(key).replace(' (ms)', '')} over time" if title is None else title, scenario)
+    return ax
+
+
 def cdf(
     samples: Mapping[str, np.ndarray | pd.Series | Weighted],
     *,

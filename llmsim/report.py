@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from llmsim.plan import SLO, CandidatePlan, pareto, warnings
 
@@ -116,6 +117,7 @@ def figure(plans: Sequence[CandidatePlan], slos: Sequence[SLO]) -> Figure:
                     color=f"C{i}")  # fmt: skip
     ax.axhline(1.0, color="grey", ls="--", lw=0.8, label="SLO limit")
     ax.set_xlabel("replicas")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("worst seed: value / SLO limit")
     ax.set_yscale("log")
     ax.set_title("Fleet sizes simulated (capped at 10x the limit)", fontsize=10)
@@ -170,7 +172,7 @@ def to_markdown(plans: Sequence[CandidatePlan], q: Question) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _png(fig: Figure) -> str:
+def png_base64(fig: Figure) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
@@ -187,8 +189,8 @@ def to_html(plans: Sequence[CandidatePlan], q: Question) -> str:
     )
     recs = "".join(f"<p><strong>{e(line)}</strong></p>" for line in recommendation(plans))
     notes = "".join(f"<li>{e(a)}</li>" for a in assumptions(plans, q))
-    img = _png(figure(plans, slos))
-    front = _png(frontier(plans))
+    img = png_base64(figure(plans, slos))
+    front = png_base64(frontier(plans))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Capacity plan: {e(q.scenario)}</title>
 <style>body{{font-family:sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem}}

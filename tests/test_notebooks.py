@@ -82,3 +82,55 @@ def test_readme_quotes_the_notebooks_crossover_and_capacities() -> None:
     crossover, plain, spec = found.groups()
     readme = (ROOT / "README.md").read_text()
     assert f"crossover at {crossover} req/s; capacity {spec} vs {plain} req/s" in readme
+
+
+def test_capacity_plan_is_what_a_fresh_fleet_gives() -> None:
+    """The stored recommendation: the smallest H100 fleet passing under both seeds."""
+    from llmsim.hardware import get_hardware
+    from llmsim.plan import judge, parse_slo
+
+    text = stored_text("capacity_planning.ipynb", "recommendation(plans)")
+    found = re.search(r"Recommended: H100, (\d+) replicas \(\d+ GPUs\), \$([\d.]+)/hour", text)
+    assert found is not None, text
+    n, price = int(found.group(1)), float(found.group(2))
+    assert price == pytest.approx(n * get_hardware("H100-SXM").price_per_gpu_hour_usd)
+    scenario = llmsim.load_scenario(ROOT / "scenarios" / "quickstart.yaml")
+    slos = [parse_slo("ttft:p99<2000"), parse_slo("tpot:p99<100")]
+
+    def passes(replicas: int, seed: int) -> bool:
+        sc = scenario.with_overrides(
+            {"data_parallel": replicas, "workload.arrival.rate": 20, "seed": seed}
+        )
+        return judge(llmsim.simulate(sc).summary, slos, 20)[0]
+
+    seeds = (scenario.seed, scenario.seed + 1)
+    assert all(passes(n, s) for s in seeds)
+    assert not all(passes(n - 1, s) for s in seeds)
+
+
+def test_policy_check_verdict_is_what_a_fresh_check_gives() -> None:
+    from llmsim.check import check_scenarios
+
+    text = stored_text("policy_check.ipynb", "ttft.describe()")
+    found = re.search(
+        r"exit status (\d)\np99_ttft_ms: (.+) (regression|no significant change)", text
+    )
+    assert found is not None, text
+    base = llmsim.load_scenario(ROOT / "scenarios" / "quickstart.yaml").with_overrides(
+        {"workload.num_requests": 600}
+    )
+    cand = base.with_overrides({"policy.max_num_seqs": 8})
+    report = check_scenarios([(base, cand)], seeds=5, tolerance=0.05)
+    ttft = next(c for c in report.checks if c.metric == "p99_ttft_ms")
+    assert found.groups() == (str(int(not report.passed)), ttft.describe(), ttft.verdict)
+
+
+def test_trace_replay_ttft_is_what_a_fresh_replay_gives() -> None:
+    text = stored_text("trace_replay.ipynb", "overloaded: {bool(")
+    scenario = llmsim.load_scenario(ROOT / "scenarios" / "azure_conv_replay.yaml")
+    for speed in (1, 4):
+        found = re.search(rf"^{speed}x: p99 TTFT ([\d.]+) ms, overloaded: (\w+)$", text, re.M)
+        assert found is not None, text
+        s = llmsim.simulate(scenario.with_overrides({"workload.trace.time_scale": speed})).summary
+        assert float(found.group(1)) == round(s["p99_ttft_ms"], 1)
+        assert found.group(2) == str(bool(s["overloaded"]))

@@ -86,3 +86,15 @@ def test_grid_panels_do_not_overlap() -> None:
     boxes = [ax.get_tightbbox(renderer) for ax in axes]
     for a, b in combinations(boxes, 2):
         assert not a.overlaps(b)
+
+
+def test_over_time_draws_each_windows_quantile() -> None:
+    # Two windows of 10 s: TTFTs 0.1..0.4 s, then 1..3 s; a rejected request (NaN) left out.
+    frame = pd.DataFrame({"arrival": [1, 2, 3, 4, 12, 15, 19, 18],
+                          "ttft": [0.1, 0.2, 0.3, 0.4, 1.0, 2.0, 3.0, float("nan")]})  # fmt: skip
+    ax = plots.over_time({"1x": frame}, quantile=0.5, window_s=10)
+    (line,) = ax.get_lines()
+    assert line.get_xdata().tolist() == [5.0, 15.0]
+    assert line.get_ydata().tolist() == pytest.approx([250.0, 2000.0])  # medians, in ms
+    assert ax.get_ylabel() == "p50 TTFT (ms), 10 s windows"
+    assert ax.get_title() == "p50 TTFT over time" and ax.get_legend() is not None

@@ -6,7 +6,7 @@
 - :mod:`llmsim.cli.fidelity` (with :mod:`llmsim.cli.serving`): ``fidelity``
 - :mod:`llmsim.cli.sweep`: ``sweep``
 - :mod:`llmsim.cli.check`: ``check``
-- :mod:`llmsim.cli.plan`: ``plan``
+- :mod:`llmsim.cli.plan`: ``plan`` and ``recommend``
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from llmsim.cli.calibrate import calibrate, profile
 from llmsim.cli.catalog import hardware, models, presets
 from llmsim.cli.check import check
 from llmsim.cli.fidelity import fidelity
-from llmsim.cli.plan import plan
+from llmsim.cli.plan import plan, recommend
 from llmsim.cli.run import run, validate
 from llmsim.cli.sweep import sweep
 
@@ -33,8 +33,8 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     no_args_is_help=True,
 )
-for verb in (run, validate, sweep, check, plan, hardware, models, presets, calibrate, fidelity,
-             profile):  # fmt: skip
+for verb in (run, validate, sweep, check, plan, recommend, hardware, models, presets, calibrate,
+             fidelity, profile):  # fmt: skip
     app.command()(verb)
 
 

@@ -1,4 +1,5 @@
-"""``llmsim plan``: the cheapest fleet that meets the SLOs at a target load."""
+"""``llmsim plan``: the cheapest fleet that meets the SLOs at a target load; ``llmsim
+recommend``: the field note's recommendations table from simulation."""
 
 from __future__ import annotations
 
@@ -148,3 +149,57 @@ def _reverse(
         t.add_row(cand.label, f"{gpus} x {p.scenario.hardware}",
                   f"{gpus * p.price_per_gpu_hour:,.2f}", f"{r:,.2f}")  # fmt: skip
     out_console.print(t)
+
+
+def recommend(
+    manifest: Annotated[
+        Path,
+        typer.Argument(
+            help="Recommendations manifest: workloads, their SLOs and the options to compare "
+            "(scenarios/recommendations/recommendations.yaml).",
+            show_default=False,
+        ),
+    ],
+    seeds: Annotated[
+        int | None, typer.Option("--seeds", "-n", help="Seeds per option (default: the file's).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Folder for recommendations.md and .html (default: plans/).",
+        ),
+    ] = None,
+    jobs: JobsOpt = None,
+) -> None:
+    """The field note's recommendations table from simulation: per workload, the option that
+    meets its SLOs with the best objective, and where and why it differs from the note."""
+    from llmsim.executors import default_workers, make_executor
+    from llmsim.recommend import TABLE_HEAD, table_rows
+    from llmsim.recommend import recommend as run_recommend
+    from llmsim.recommend_report import to_html as rec_html
+    from llmsim.recommend_report import to_markdown as rec_markdown
+
+    try:
+        workers = jobs if jobs is not None else default_workers()
+        results = run_recommend(
+            manifest, seeds=seeds, executor=make_executor("process", workers),
+            progress=lambda msg: err_console.print(f"[dim]{msg}[/]", highlight=False),
+        )  # fmt: skip
+    except LlmsimError as exc:
+        raise fail(exc) from None
+    t = Table(title="The field note's recommendations, simulated", title_justify="left")
+    for h in TABLE_HEAD[:-1]:
+        t.add_column(h)
+    table = table_rows(results)
+    for r in table:
+        t.add_row(*r[:-1])
+    out_console.print(t)
+    for r in table:
+        if r[-1]:
+            out_console.print(f"{r[0]}: {r[-1]}", highlight=False)
+    folder = out if out is not None else Path("plans")
+    atomic_write_text(folder / "recommendations.md", rec_markdown(results))
+    atomic_write_text(folder / "recommendations.html", rec_html(results))
+    out_console.print(f"wrote recommendations.md, recommendations.html to {folder}/")
