@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import simpy
 
-from llmsim.diagnostics import overload
+from llmsim.diagnostics import extrapolation, overload
 from llmsim.errors import ConfigError
 from llmsim.metrics import StepLog, inter_token_gaps, requests_frame, summarize
 from llmsim.preflight import refuse_unfinishable
@@ -446,7 +446,7 @@ class Simulation:
             if len(pools) > 1
             else {}
         )
-        return SimulationResult(
+        result = SimulationResult(
             self.scenario,
             req_df,
             steps_df,
@@ -457,6 +457,10 @@ class Simulation:
             groups.get("pool"),
             groups.get("replica"),
         )
+        if any(spec.engine.cost.kind == "calibrated" for spec in self.scenario.replica_specs()):
+            # 1.0 when some step left the shapes the profile measured (result.warnings says which)
+            summary["extrapolated"] = float(bool(extrapolation(result)))
+        return result
 
     def _groups(
         self,

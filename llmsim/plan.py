@@ -376,7 +376,8 @@ def plan_capacity(
 
 
 def warnings(plan: CandidatePlan, slos: Sequence[SLO]) -> list[str]:
-    """What to know before trusting the answer: near an SLO edge, seed-dependent."""
+    """What to know before trusting the answer: near an SLO edge, seed-dependent, priced beyond
+    the calibrated range of its profile."""
     out: list[str] = []
     run = plan.chosen
     if run is None:
@@ -386,6 +387,11 @@ def warnings(plan: CandidatePlan, slos: Sequence[SLO]) -> list[str]:
         worst = min((slo.margin(v) for v in values if v is not None), default=math.nan)
         if worst < NEAR_EDGE:
             out.append(f"{slo.text}: the worst seed is {worst:.0%} inside the limit")
+    if any(s.get("extrapolated") for s in run.summaries):
+        out.append(
+            "the calibrated cost model priced some steps beyond the kernel shapes its profile "
+            "measured (llmsim run on the chosen fleet names them)"
+        )
     smaller = plan.fleets.get(run.replicas - 1)
     if smaller is not None and any(smaller.passed):
         k = sum(smaller.passed)

@@ -230,10 +230,13 @@ def test_calibrated_run_beyond_the_measured_range_says_so() -> None:
             num_requests=2,
         ),
     )
-    warnings = llmsim.simulate(sc).warnings
-    assert any("tokens per step up to 40,000, beyond the 32,768" in w for w in warnings)
-    small = sc.with_overrides({"workload.prompt_tokens": {"kind": "fixed", "value": 1000}})
-    assert not llmsim.simulate(small).warnings
+    res = llmsim.simulate(sc)
+    assert any("tokens per step up to 40,000, beyond the 32,768" in w for w in res.warnings)
+    assert res.summary["extrapolated"] == 1.0
+    small = llmsim.simulate(
+        sc.with_overrides({"workload.prompt_tokens": {"kind": "fixed", "value": 1000}})
+    )
+    assert not small.warnings and small.summary["extrapolated"] == 0.0
 
 
 def test_a_workload_that_draws_no_requests_is_refused() -> None:

@@ -208,3 +208,20 @@ def test_pareto_frontier() -> None:
     fast, dense, both_worse, middle = p(100, 80), p(900, 20), p(90, 70), p(500, 50)
     front = pareto([fast, dense, both_worse, middle])  # type: ignore[list-item]
     assert front == [fast, dense, middle]
+
+
+def test_warnings_name_extrapolation_and_seed_dependence(scenario: llmsim.Scenario) -> None:
+    from llmsim.plan import CandidatePlan, FleetRun
+    from llmsim.plan import warnings as plan_warnings
+
+    ok = {"p99_ttft_ms": 100.0}
+    plan = CandidatePlan(Candidate("h100", {}), scenario, 1, 2.99, 10.0, 3)
+    plan.fleets[3] = FleetRun(3, [ok, {**ok, "extrapolated": 1.0}], [True, True], ["", ""])
+    plan.fleets[2] = FleetRun(2, [ok, ok], [True, False], ["", "p99_ttft_ms"])
+    plan.replicas = 3
+    notes = plan_warnings(plan, [parse_slo("ttft:p99<2000")])
+    assert any("beyond the kernel shapes" in n for n in notes)
+    assert any("2 replicas pass under 1 of 2 seeds" in n for n in notes)
+    plan.fleets[3] = FleetRun(3, [ok, ok], [True, True], ["", ""])
+    plan.fleets.pop(2)
+    assert plan_warnings(plan, [parse_slo("ttft:p99<2000")]) == []
