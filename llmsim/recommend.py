@@ -182,8 +182,8 @@ def _mechanism(note: OptionResult, best: OptionResult) -> str:
     out = []
     if note.mean("overloaded") > 0:
         out.append(
-            f"it cannot keep up: its queue grows by {note.mean('queue_growth_rate'):.2f} "
-            "requests per second"
+            f"it cannot keep up: its queueing delay grows by "
+            f"{note.mean('queue_growth_rate'):.2f} s per second of arrivals"
         )
     q = [(o.mean("mean_queue_ms"), o.mean("p99_queue_ms")) for o in (note, best)]
     if q[0][0] > 2 * q[1][0] + 1:
