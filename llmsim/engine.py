@@ -3,7 +3,9 @@
 Each replica is one SimPy process that loops: ask its policy for a plan, price it with the
 cost model, wait that long, apply the outcome. One event per step, per arrival and per KV
 transfer; a run of pure decode steps over an unchanged batch is one event (each step still
-priced on its own shape), ending at the step in which the next request arrives anywhere.
+priced on its own shape), ending at the step in which the next request for that replica
+arrives (with one replica, or under least_kv routing, the next request anywhere). The tables
+and summary of a finished run are built by :mod:`llmsim.assemble`.
 
 Requests reach replicas through the router: by class to the pools that serve it, then by the
 router's rule among that pool's replicas. With prefill and decode pools, a request is
@@ -32,12 +34,11 @@ from itertools import accumulate
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import simpy
 
-from llmsim.diagnostics import extrapolation, overload
+from llmsim.assemble import assemble
 from llmsim.errors import ConfigError
-from llmsim.metrics import StepLog, inter_token_gaps, requests_frame, summarize
+from llmsim.metrics import StepLog
 from llmsim.preflight import refuse_unfinishable
 from llmsim.replica import Replica, build_replica
 from llmsim.request import Request, Status
@@ -94,7 +95,7 @@ class Simulation:
         self._sent = 0
         self._progress: ProgressFn | None = None
         self._tick = max(1, len(self.stream) // 100)
-        self._unroutable: list[Request] = []  # requests of a class no pool serves
+        self.unroutable: list[Request] = []  # requests of a class no pool serves
         self._done = 0  # requests finished, handed back to their client or rejected
         self._drained: simpy.Event | None = None  # a drained stage's wait for ``_done``
         self._drain_target = 0
@@ -159,7 +160,7 @@ class Simulation:
             reason = ""
         if reason:
             r.reject(t, reason)
-            self._unroutable.append(r)
+            self.unroutable.append(r)
             self._on_finish(r, t)
             return
         rep = self.router.choose(r, candidates, self._affinity(r))
@@ -396,131 +397,11 @@ class Simulation:
         gc.disable()
         try:
             env.run()
-            return self._result()
+            return assemble(self)
         finally:
             _age_objects()
             if collecting:
                 gc.enable()
-
-    def _result(self) -> SimulationResult:
-        requests = [r for rep in self.replicas for r in rep.policy.finished]
-        requests += self._unroutable
-        unfinished = len(self.stream) - len(requests)
-        if unfinished:  # cannot happen with work-conserving policies; guard the invariant
-            raise RuntimeError(f"{unfinished} requests never finished")
-        req_df = requests_frame(requests)
-        pools = {rep.index: rep.pool for rep in self.replicas}
-        req_df["pool"] = req_df["replica"].map(pools).fillna("")
-        if self.stream.stage is not None:  # load stage of each request (staged workloads)
-            req_df["stage"] = self.stream.stage[req_df["request_id"].to_numpy()]
-        steps_df = self.log.frame([rep.kv.num_blocks for rep in self.replicas])
-        steps_df["pool"] = steps_df["replica"].map(pools)
-        n = len(self.replicas)
-        step_rows = _rows_by(steps_df["replica"].to_numpy(), n)
-        decode = steps_df["decode_tokens"].to_numpy() > 0
-        end = steps_df["end"].to_numpy()
-        ends = [end[rows[decode[rows]]] for rows in step_rows]
-        mcfg = self.scenario.metrics
-        lo = float(req_df["arrival"].min()) + mcfg.warmup_s if len(req_df) else 0.0
-        last = req_df["finish"].max()
-        hi = (float(last) if not np.isnan(last) else lo) - mcfg.cooldown_s
-        window = (lo, max(hi, lo))
-        measured = [r for r in requests if window[0] <= r.arrival <= window[1]]
-        itl = inter_token_gaps(measured, ends)
-        summary = summarize(req_df, steps_df, itl, window, mcfg)
-        hits = [rep.policy.pool for rep in self.replicas]  # type: ignore[attr-defined]
-        if any(p.query_tokens for p in hits):
-            queried = sum(p.query_tokens for p in hits)
-            summary["prefix_cache_hit_rate"] = sum(p.hit_tokens for p in hits) / queried
-            tiers = [t for rep in self.replicas if (t := getattr(rep.policy, "host", None))]
-            if tiers:  # prompt tokens loaded from the host tier (vLLM KV offloading)
-                summary["host_cache_hit_rate"] = sum(t.hit_tokens for t in tiers) / queried
-        if self.stream.trace is not None:
-            summary["trace_bad_rows_skipped"] = float(self.stream.trace.bad_rows)
-        summary.update(overload(req_df, closed_loop=self.clients is not None))
-        length = window[1] - window[0]
-        busy = float(steps_df["duration"].sum())
-        summary["busy_fraction"] = busy / length / len(self.replicas) if length > 0 else 0.0
-        groups = (
-            self._groups(req_df, steps_df, step_rows, measured, ends, window)
-            if len(pools) > 1
-            else {}
-        )
-        result = SimulationResult(
-            self.scenario,
-            req_df,
-            steps_df,
-            summary,
-            [rep.kv for rep in self.replicas],
-            itl,
-            window,
-            groups.get("pool"),
-            groups.get("replica"),
-        )
-        if any(spec.engine.cost.kind == "calibrated" for spec in self.scenario.replica_specs()):
-            # 1.0 when some step left the shapes the profile measured (result.warnings says which)
-            summary["extrapolated"] = float(bool(extrapolation(result)))
-        return result
-
-    def _groups(
-        self,
-        req_df: pd.DataFrame,
-        steps_df: pd.DataFrame,
-        step_rows: list[np.ndarray],
-        measured: list[Request],
-        ends: list[np.ndarray],
-        window: tuple[float, float],
-    ) -> dict[str, pd.DataFrame]:
-        """The summary per pool and per replica. A prefill replica (disaggregated serving) is
-        credited with the requests it prefilled, a decode or mixed one with those it served.
-        ``step_rows[i]``: the rows of ``steps_df`` that are replica i's steps."""
-        mcfg = self.scenario.metrics
-        length = window[1] - window[0]
-        by_id = {r.id: r for r in measured}
-        ids = req_df["request_id"].to_numpy()
-        n = len(self.replicas)
-        served = _rows_by(req_df["replica"].to_numpy(), n)
-        prefilled = _rows_by(req_df["prefill_replica"].to_numpy(), n)
-        # (rows of req_df, rows of steps_df) of each replica and each pool, in table order
-        members: dict[str, dict[Hashable, tuple[np.ndarray, np.ndarray]]] = {
-            "replica": {i: (np.union1d(served[i], prefilled[i]), step_rows[i]) for i in range(n)},
-            "pool": {},
-        }
-        for pool in dict.fromkeys(rep.pool for rep in self.replicas):
-            mine = [rep.index for rep in self.replicas if rep.pool == pool]
-            rows = [members["replica"][i] for i in mine]
-            members["pool"][pool] = (
-                np.unique(np.concatenate([r for r, _ in rows])),
-                np.sort(np.concatenate([st for _, st in rows])),
-            )
-        out = {}
-        for key, groups in members.items():
-            table = {}
-            for name, (req_rows, st_rows) in groups.items():
-                st = _take(steps_df, st_rows)
-                mine_req = [by_id[i] for i in ids[req_rows].tolist() if i in by_id]
-                itl = inter_token_gaps(mine_req, ends)
-                row = summarize(_take(req_df, req_rows), st, itl, window, mcfg)
-                count = sum(1 for rep in self.replicas if rep.pool == name) if key == "pool" else 1
-                busy = float(st["duration"].sum())
-                row["busy_fraction"] = busy / length / count if length > 0 else 0.0
-                table[name] = row
-            out[key] = pd.DataFrame.from_dict(table, orient="index").rename_axis(key)
-        return out
-
-
-def _rows_by(keys: np.ndarray, n: int) -> list[np.ndarray]:
-    """For each value 0..n-1, the positions in ``keys`` that hold it, ascending (one sort for
-    all values instead of one comparison of the whole column per value)."""
-    order = np.argsort(keys, kind="stable")
-    bounds = np.searchsorted(keys[order], np.arange(n + 1))
-    return [order[bounds[i] : bounds[i + 1]] for i in range(n)]
-
-
-def _take(table: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
-    """``table.iloc[rows]`` for ascending, distinct ``rows``; the table itself, not a copy,
-    when they are all of its rows (a pool that is the whole fleet)."""
-    return table if len(rows) == len(table) else table.iloc[rows]
 
 
 def _age_objects() -> None:
