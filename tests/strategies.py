@@ -13,24 +13,17 @@ KV caches sized in blocks, often small enough to preempt.
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import Any, get_args
 
 from hypothesis import strategies as st
 
+from llmsim.cluster import RouterKind
 from llmsim.hardware import list_hardware
 from llmsim.kv_cache import blocks_for
 from llmsim.models import ModelSpec, list_models
 
 Draw = Any  # hypothesis's draw function
-ROUTERS = (
-    "round_robin",
-    "random",
-    "least_outstanding",
-    "least_kv",
-    "shortest_queue_tokens",
-    "prefix_affinity",
-    "session_affinity",
-)
+ROUTERS = get_args(RouterKind)
 PRESETS = (None, None, "vllm-v1", "vllm-0.6", "sglang", "tensorrt-llm")
 
 
