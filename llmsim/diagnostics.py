@@ -32,6 +32,7 @@ from llmsim.hardware import get_hardware
 from llmsim.request import REJECT_REASONS
 
 if TYPE_CHECKING:
+    from llmsim.engine import Simulation
     from llmsim.result import SimulationResult
     from llmsim.scenario import ReplicaSpec, Scenario
 
@@ -143,23 +144,22 @@ def rejection_warning(summary: dict[str, float]) -> str | None:
     )
 
 
-def predicted_rejections(
-    scenario: Scenario, prompt_tokens: np.ndarray, output_tokens: np.ndarray
-) -> str | None:
-    """Before a run: a warning naming the fields when the drawn requests include prompts the
-    engine will refuse (longer than the token budget without chunked prefill, or prompt plus
-    output beyond ``max_model_len``). Checks the first replica configuration of each pool."""
-    from llmsim.replica import build_replica  # the replica resolves the budget and lengths
-
+def predicted_rejections(sim: Simulation) -> str | None:
+    """Before ``sim`` runs: a warning naming the fields when its drawn requests include prompts
+    the engine will refuse (longer than the token budget without chunked prefill, or prompt plus
+    output beyond ``max_model_len``). Checks the first replica of each pool that takes
+    requests."""
+    prompt_tokens = np.asarray(sim.stream.prompt_tokens)
+    output_tokens = np.asarray(sim.stream.output_tokens)
     notes: list[str] = []
     seen: set[str] = set()
     total = len(prompt_tokens)
-    for spec in scenario.replica_specs():
-        if spec.pool in seen or spec.role == "decode":
+    for rep in sim.replicas:
+        if rep.pool in seen or rep.role == "decode":
             continue
-        seen.add(spec.pool)
-        policy = build_replica(scenario, spec.index, np.random.default_rng(0), spec).policy
-        where = "" if spec.pool == "default" else f"pool {spec.pool}: "
+        seen.add(rep.pool)
+        policy = rep.policy
+        where = "" if rep.pool == "default" else f"pool {rep.pool}: "
         max_len = getattr(policy, "max_model_len", None)
         if max_len is not None:
             over = int(np.count_nonzero(prompt_tokens + output_tokens > max_len))

@@ -16,7 +16,6 @@ from llmsim.errors import ConfigError, LlmsimError
 if TYPE_CHECKING:  # the simulator and fitting code load when a command runs
     import pandas as pd
 
-    from llmsim.engine import Simulation
     from llmsim.result import SimulationResult
 
 
@@ -80,6 +79,7 @@ def run(
     Example: llmsim run scenarios/quickstart.yaml --set workload.rate=6 --goodput 'ttft:2000
     tpot:100' --json
     """
+    from llmsim.diagnostics import predicted_rejections
     from llmsim.engine import Simulation
     from llmsim.result import check_output_folder
 
@@ -89,7 +89,7 @@ def run(
         folder = out if out is not None else Path("runs") / sc.name
         check_output_folder(folder)  # before the simulation, not after it
         sim = Simulation(sc)
-        before = _predicted_rejections(sim)
+        before = predicted_rejections(sim)
     except LlmsimError as exc:
         raise fail(exc) from None
     if before:
@@ -252,17 +252,6 @@ def _kv_sizes(result: SimulationResult) -> str:
     return ", ".join(f"{pool} {size}" for pool, size in sizes.items())
 
 
-def _predicted_rejections(sim: Simulation) -> str | None:
-    import numpy as np
-
-    from llmsim.diagnostics import predicted_rejections
-
-    stream = sim.stream
-    return predicted_rejections(
-        sim.scenario, np.asarray(stream.prompt_tokens), np.asarray(stream.output_tokens)
-    )
-
-
 GROUP_COLUMNS = {
     "completed": ("completed", "{:,.0f}"),
     "request_throughput": ("req/s", "{:,.2f}"),
@@ -291,12 +280,13 @@ def validate(scenario: ScenarioArg, overrides: SetOpt = None) -> None:
 
     Example: llmsim validate my.yaml --set hardware=L40S
     """
+    from llmsim.diagnostics import predicted_rejections
     from llmsim.engine import Simulation
 
     try:
         sc = load(scenario, overrides)
         sim = Simulation(sc)  # every replica and the workload, as run builds them
-        rejections = _predicted_rejections(sim)
+        rejections = predicted_rejections(sim)
     except LlmsimError as exc:
         raise fail(exc) from None
     if rejections:
