@@ -50,7 +50,7 @@ def assemble(sim: Simulation) -> SimulationResult:
     if any(p.query_tokens for p in hits):
         queried = sum(p.query_tokens for p in hits)
         summary["prefix_cache_hit_rate"] = sum(p.hit_tokens for p in hits) / queried
-        tiers = [t for rep in sim.replicas if (t := getattr(rep.policy, "host", None))]
+        tiers = [t for rep in sim.replicas if (t := getattr(rep.policy, "host", None)) is not None]
         if tiers:  # prompt tokens loaded from the host tier (vLLM KV offloading)
             summary["host_cache_hit_rate"] = sum(t.hit_tokens for t in tiers) / queried
     if sim.stream.trace is not None:

@@ -95,7 +95,7 @@ def overload(requests: pd.DataFrame, closed_loop: bool) -> dict[str, float]:
     if span > 0:
         out["offered_request_rate"] = (len(requests) - 1) / span
     stages = requests.groupby("stage") if "stage" in requests else [(0, requests)]
-    growth, verdict = 0.0, False
+    growth, verdict, judged = 0.0, False, False
     for _, part in stages:
         done = part[part["status"] == "finished"].sort_values("arrival", kind="stable")
         if len(done) < OVERLOAD_MIN_REQUESTS:
@@ -103,9 +103,8 @@ def overload(requests: pd.DataFrame, closed_loop: bool) -> dict[str, float]:
         slope, over = _growing(
             done["arrival"].to_numpy(), done["queue_time"].to_numpy(), done["ttft"].to_numpy()
         )
-        growth = max(growth, slope)
-        verdict |= over
-    if not any(len(p) >= OVERLOAD_MIN_REQUESTS for _, p in stages):
+        growth, verdict, judged = max(growth, slope), verdict or over, True
+    if not judged:
         return out
     out["queue_growth_rate"] = growth
     out["overloaded"] = float(verdict)
@@ -160,8 +159,8 @@ def predicted_rejections(sim: Simulation) -> str | None:
         seen.add(rep.pool)
         policy = rep.policy
         where = "" if rep.pool == "default" else f"pool {rep.pool}: "
-        max_len = getattr(policy, "max_model_len", None)
-        if max_len is not None:
+        max_len = rep.max_model_len
+        if max_len:
             over = int(np.count_nonzero(prompt_tokens + output_tokens > max_len))
             if over:
                 notes.append(
@@ -263,5 +262,6 @@ def run_warnings(result: SimulationResult) -> list[str]:
             "(workload.trace.skip_bad_rows)"
         )
     out = [n for n in notes if n]
-    out += extrapolation(result)
+    if s.get("extrapolated"):  # set by the run when some step left the measured shapes
+        out += extrapolation(result)
     return out

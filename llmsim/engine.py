@@ -77,8 +77,7 @@ class Simulation:
                 source=scenario.source,
                 field="workload",
             )
-        lens = [rep.policy.max_model_len for rep in self.replicas]  # type: ignore[attr-defined]
-        refuse_unfinishable(scenario, self.stream, specs, lens)
+        refuse_unfinishable(scenario, self.stream, specs, [r.max_model_len for r in self.replicas])
         arrival = scenario.workload.arrival
         self.clients = (
             ClosedLoopClients.from_config(arrival, self.stream)
@@ -155,7 +154,8 @@ class Simulation:
         if not candidates:
             reason = "no_pool"
         elif self._decoders and not self._decoders_for(r):
-            reason = "kv_capacity"  # no decode replica could hold it
+            # no decode replica could ever run it: the first one's reason
+            reason = self._decoders[0].policy.refusal(r)  # type: ignore[attr-defined]
         else:
             reason = ""
         if reason:
@@ -370,7 +370,7 @@ class Simulation:
     def _cut(self, rep: Replica, now: float) -> None:
         """Something arrived for ``rep`` at ``now``: a run of decode steps in progress ends with
         the step ``now`` falls in, as if the run had been planned up to this arrival."""
-        run = self._running[rep.index] if self._cut_runs else None
+        run = self._running[rep.index]
         if run is None:
             return
         k = bisect_left(run.ends, now - run.start)  # first step whose end reaches ``now``

@@ -35,6 +35,7 @@ class Replica:
     pool: str = "default"
     role: str = "mixed"
     classes: tuple[str, ...] = ()
+    max_model_len: int = 0  # longest prompt + output the engine accepts
     outstanding: int = 0  # requests routed here and not finished (or handed off)
     pending_tokens: int = 0  # their prompt + output tokens
     seen: int = 0  # how many of policy.finished have been accounted for
@@ -120,8 +121,8 @@ def build_replica(
         raise ConfigError(exc.reason, source=scenario.source, field=exc.field) from None
     return Replica(
         spec.index, policy, cost, budget, model, spec.pool, spec.role, spec.classes,
-        frontend_s=eng.frontend_ms * 1e-3, tokenize_s=eng.tokenize_us_per_token * 1e-6,
-        async_scheduling=eng.async_scheduling,
+        max_model_len=max_len, frontend_s=eng.frontend_ms * 1e-3,
+        tokenize_s=eng.tokenize_us_per_token * 1e-6, async_scheduling=eng.async_scheduling,
     )  # fmt: skip
 
 

@@ -31,6 +31,7 @@ REJECT_REASONS = {
     "and chunked prefill is off",
     "kv_capacity": "the request's KV cache would not fit in the replica's KV cache",
     "no_pool": "no pool serves the request's class",
+    "policy": "a custom policy refused it",
 }
 """Why a request can be rejected, and what it means."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ class SimulationResult:
     by_pool: pd.DataFrame | None = None
     by_replica: pd.DataFrame | None = None
 
-    @property
+    @cached_property
     def provenance(self) -> list[str]:
         """What priced the run: per replica configuration, the GPUs, whether their hardware
         profile is calibrated, the cost model and the engine preset."""
@@ -46,7 +47,7 @@ class SimulationResult:
 
         return provenance(self.scenario)
 
-    @property
+    @cached_property
     def warnings(self) -> list[str]:
         """What the averages do not say, one line each: rejected requests, overload, preemption,
         skipped trace rows, a calibrated cost model extrapolating beyond its measurements."""

@@ -14,6 +14,7 @@ import llmsim
 from llmsim.errors import ConfigError
 from llmsim.executors import ProcessExecutor
 from llmsim.grid import parse_axes
+from llmsim.models import get_model
 from llmsim.sweep import run_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,3 +133,36 @@ def test_custom_policy_runs_in_sweep_workers(tmp_path: Path, team_module: str) -
     assert pooled.table.loc[3, "mean_ttft_ms"] == alone.summary["mean_ttft_ms"]
     serial = run_sweep(sc, axes)
     assert serial.table.equals(pooled.table)
+
+
+def test_a_policy_with_only_the_documented_members_builds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # nothing beyond the documented interface (no max_model_len attribute, for instance)
+    (tmp_path / "bare_policy.py").write_text(
+        "class Bare:\n"
+        "    def __init__(self, settings, ctx):\n"
+        "        self.pool = ctx.pool\n"
+        "        self.finished = []\n"
+        "    def add(self, r, now): pass\n"
+        "    def schedule(self, now): return None\n"
+        "    def update(self, plan, start, durations): pass\n"
+        "    def wake_at(self, now): return None\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sc = llmsim.Scenario.model_validate(
+        {
+            "model": "Llama-3.1-8B",
+            "hardware": "H100-SXM",
+            "policy": {"kind": "custom", "class": "bare_policy:Bare"},
+            "workload": {
+                "arrival": {"kind": "poisson", "rate": 1.0},
+                "prompt_tokens": {"kind": "fixed", "value": 8},
+                "output_tokens": {"kind": "fixed", "value": 8},
+                "num_requests": 4,
+            },
+        }
+    )
+    sim = llmsim.Simulation(sc)
+    assert sim.replicas[0].max_model_len == get_model("Llama-3.1-8B").max_context
+    sys.modules.pop("bare_policy", None)
