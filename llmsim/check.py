@@ -18,7 +18,7 @@ import hashlib
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -135,7 +135,6 @@ class CheckReport:
 
     checks: list[MetricCheck]
     seeds: int  # paired runs per side and scenario
-    notes: list[str] = field(default_factory=list)
 
     @property
     def regressions(self) -> list[MetricCheck]:
@@ -180,6 +179,7 @@ def compare(
     """The checks of one scenario: the chosen metrics either side reports (``strict``: a
     metric neither reports is an error), then every failure count either side reports."""
     checks = []
+    n = max((len(v) for v in (*base.values(), *cand.values())), default=0)  # paired seeds
     for m in metrics:
         if strict and m not in base and m not in cand:
             raise ConfigError(
@@ -188,12 +188,12 @@ def compare(
                 field="--metric",
             )
         if m in base or m in cand:
-            nan = [math.nan] * len(next(iter(base.values())))
+            nan = [math.nan] * n
             tol = tolerances.get(m, default_tolerance)
             checks.append(compare_metric(scenario, m, base.get(m, nan), cand.get(m, nan), tol))
     fails = failure_keys(base) + [k for k in failure_keys(cand) if k not in base]
     for k in fails:
-        zeros = [0.0] * len(next(iter(base.values())))
+        zeros = [0.0] * n
         checks.append(compare_metric(scenario, k, base.get(k, zeros), cand.get(k, zeros), 0.0))
     if any(c.failures and c.regressed for c in checks):  # fewer served is never better
         checks = [

@@ -55,8 +55,6 @@ def to_markdown(report: CheckReport) -> str:
             f"| {c.scenario} | `{c.metric}` | {mean(c.baseline)} | {mean(c.candidate)} | "
             f"{c.describe()} | {tolerance(c)} | {verdict} |"
         )
-    if report.notes:
-        lines += ["", *(f"- {n}" for n in report.notes)]
     return "\n".join(lines) + "\n"
 
 

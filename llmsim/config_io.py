@@ -222,8 +222,6 @@ def first_error(exc: ValidationError, source: str | None, data: Any = None) -> C
         )
     if kind == "missing":
         return ConfigError("required field is missing", source=source, field=field)
-    if kind == "value_error" and isinstance(value, dict):  # a section's own check: its
-        return ConfigError(msg, source=source, field=field)  # message names the values
     shown = _short(value)
     if isinstance(value, str) and shown in msg:  # the message already quotes the value
         return ConfigError(msg, source=source, field=field)

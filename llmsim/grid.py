@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import yaml
 
 from llmsim.errors import ConfigError
+from llmsim.scenario import parse_value
 
 MAX_POINTS = 100_000
 """More points than this is a typo (``1:40:2000``), not a sweep."""
@@ -34,15 +34,8 @@ class Axis:
     values: tuple[Any, ...]
 
 
-def _scalar(raw: str) -> Any:
-    try:
-        return yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        return raw
-
-
 def _number(raw: str, spec: str, what: str) -> float:
-    value = _scalar(raw)
+    value = parse_value(raw)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(
             f"{what} '{raw}' of '{spec}' is not a number; a range is start:stop:num, "
@@ -61,7 +54,7 @@ def _range(raw: str, spec: str) -> tuple[Any, ...]:
         )
     start = _number(parts[0], spec, "start")
     stop = _number(parts[1], spec, "stop")
-    num_value = _scalar(parts[2])
+    num_value = parse_value(parts[2])
     if isinstance(num_value, bool) or not isinstance(num_value, int) or num_value < 1:
         raise ConfigError(
             f"num '{parts[2]}' of '{spec}' must be a whole number of points, at least 1",
@@ -69,7 +62,7 @@ def _range(raw: str, spec: str) -> tuple[Any, ...]:
         )
     num = int(num_value)
     values = np.linspace(start, stop, num)
-    whole = all(isinstance(_scalar(p), int) for p in parts[:2])
+    whole = all(isinstance(parse_value(p), int) for p in parts[:2])
     if whole and (num == 1 or (stop - start) % (num - 1) == 0):
         return tuple(round(float(v)) for v in values)
     return tuple(float(v) for v in values)
@@ -91,7 +84,7 @@ def parse_axis(spec: str) -> Axis:
     if ":" in raw and "," not in raw and not raw.lstrip().startswith(("{", "[")):
         values = _range(raw, spec)
     else:
-        values = tuple(_scalar(item) for item in raw.split(","))
+        values = tuple(parse_value(item) for item in raw.split(","))
     return Axis(path, values)
 
 

@@ -388,11 +388,16 @@ def parse_override(item: str, source: str) -> tuple[str, Any]:
             source=source,
             field="--set",
         )
+    return key, parse_value(raw)
+
+
+def parse_value(raw: str) -> Any:
+    """A command-line value read as YAML (numbers, booleans, null, lists); text that is not
+    YAML is the text itself, and an empty value the empty string."""
     try:
-        value = parse_yaml(raw, "--set") if raw.strip() else ""
+        return parse_yaml(raw, "--set") if raw.strip() else ""
     except ConfigError:
-        value = raw  # not YAML: the text itself
-    return key, value
+        return raw
 
 
 def apply_overrides(

@@ -23,11 +23,12 @@ if TYPE_CHECKING:  # the simulator and fitting code load when a command runs
 def _datasheet(hw: HardwareProfile, given: str) -> tuple[str, str]:
     """(profile text, file name) of a hardware profile given by name or path."""
     from llmsim.calibration.profile_yaml import profile_path
-    from llmsim.config_io import read_yaml
+    from llmsim.config_io import parse_yaml, read_text
 
     path = Path(given) if given.endswith((".yaml", ".yml")) else profile_path(hw.name)
-    read_yaml(path)  # a missing or broken file becomes a ConfigError here
-    return path.read_text(encoding="utf-8"), path.name
+    text = read_text(path)
+    parse_yaml(text, str(path))  # a missing or broken file becomes a ConfigError here
+    return text, path.name
 
 
 def fidelity_table(title: str, rows: list[tuple[str, FidelityRow]]) -> Table:

@@ -9,16 +9,13 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from llmsim.cli.common import out_console
-
-if TYPE_CHECKING:  # the simulator and fitting code load when a command runs
-    pass
 
 
 class Format(str, Enum):

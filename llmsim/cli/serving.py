@@ -21,7 +21,7 @@ from llmsim.errors import ConfigError
 if TYPE_CHECKING:  # the simulator and fitting code load when a command runs
     import pandas as pd
 
-    from llmsim.e2e.runs import LATENCY_METRICS, ServingRun
+    from llmsim.e2e.runs import ServingRun
 
 PLOTTED = ("e2e_mean", "ttft_mean", "ttft_p99", "itl_mean")
 
@@ -224,4 +224,4 @@ def _plot(table: pd.DataFrame, out: Path, label: str, gpus: str) -> Path:
     return path
 
 
-__all__ = ["LATENCY_METRICS", "serving_fidelity"]
+__all__ = ["serving_fidelity"]
