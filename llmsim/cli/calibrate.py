@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from llmsim.atomic import check_writable_folder
-from llmsim.cli.common import Steps, err_console, fail, out_console
+from llmsim.cli.common import Steps, fail, out_console, warn
 from llmsim.errors import ConfigError, LlmsimError
 
 if TYPE_CHECKING:  # the simulator and fitting code load when a command runs
@@ -188,12 +188,11 @@ def calibrate(
     out_console.print(f"wrote {', '.join(str(p) for p in written)} in {took:.1f} s")
     for gpu, row in report:
         if row.median_ape > CALIBRATION_WARN_APE:
-            err_console.print(
-                f"[yellow]warning:[/] {gpu} {row.family}: median error {row.median_ape:.0f} % "
+            warn(
+                f"{gpu} {row.family}: median error {row.median_ape:.0f} % "
                 f"({row.holdout}; over {CALIBRATION_WARN_APE:.0f} %): the measurements "
                 f"do not follow the {gpu} kernel model (were they taken on another device, "
-                "e.g. a CPU?); the profile was written, and its predictions carry this error",
-                highlight=False,
+                "e.g. a CPU?); the profile was written, and its predictions carry this error"
             )
 
 

@@ -52,6 +52,11 @@ SetOpt = Annotated[
 ]
 
 
+def warn(text: str) -> None:
+    """Print a warning about a result on stderr: as text, never as markup."""
+    err_console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False)
+
+
 def fail(exc: LlmsimError) -> typer.Exit:
     """Print a user error on one line; the caller raises the returned exit (code 2).
 

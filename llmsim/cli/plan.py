@@ -10,7 +10,16 @@ import typer
 from rich.table import Table
 
 from llmsim.atomic import atomic_write_text
-from llmsim.cli.common import JobsOpt, ScenarioArg, SetOpt, err_console, fail, load, out_console
+from llmsim.cli.common import (
+    JobsOpt,
+    ScenarioArg,
+    SetOpt,
+    err_console,
+    fail,
+    load,
+    out_console,
+    warn,
+)
 from llmsim.errors import ConfigError, LlmsimError
 
 if TYPE_CHECKING:  # the simulator and fitting code load when a command runs
@@ -116,7 +125,7 @@ def plan(
         out_console.print(line, highlight=False)
     for p in plans:
         for w in warnings(p, parsed):
-            err_console.print(f"[yellow]warning:[/] {p.candidate.label}: {w}", highlight=False)
+            warn(f"{p.candidate.label}: {w}")
     folder = out if out is not None else Path("plans") / sc.name
     atomic_write_text(folder / "plan.md", to_markdown(plans, q))
     atomic_write_text(folder / "plan.html", to_html(plans, q))

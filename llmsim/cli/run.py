@@ -10,7 +10,16 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from llmsim.cli.common import ScenarioArg, SetOpt, all_written, err_console, fail, load, out_console
+from llmsim.cli.common import (
+    ScenarioArg,
+    SetOpt,
+    all_written,
+    err_console,
+    fail,
+    load,
+    out_console,
+    warn,
+)
 from llmsim.errors import ConfigError, LlmsimError
 
 if TYPE_CHECKING:  # the simulator and fitting code load when a command runs
@@ -93,7 +102,7 @@ def run(
     except LlmsimError as exc:
         raise fail(exc) from None
     if before:
-        _warn(before)
+        warn(before)
     if quiet or as_json or not sys.stderr.isatty():
         result = sim.run()
     else:
@@ -230,11 +239,7 @@ def print_warnings(result: SimulationResult) -> None:
     """What the summary's averages do not say (rejections, overload, preemption,
     extrapolation), one line each on stderr."""
     for warning in result.warnings:
-        _warn(warning)
-
-
-def _warn(text: str) -> None:
-    err_console.print(f"[yellow]warning:[/] {text}", highlight=False)
+        warn(warning)
 
 
 def _count(n: int, noun: str) -> str:
@@ -290,7 +295,7 @@ def validate(scenario: ScenarioArg, overrides: SetOpt = None) -> None:
     except LlmsimError as exc:
         raise fail(exc) from None
     if rejections:
-        _warn(rejections)
+        warn(rejections)
     kv = sim.replicas[0].kv
     out_console.print(
         f"{scenario}: ok - {sc.model} on {sc.tensor_parallel}x {sc.hardware}: weights "

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llmsim.atomic import atomic_write, atomic_write_text
-from llmsim.cli.common import err_console, out_console
+from llmsim.cli.common import err_console, out_console, warn
 from llmsim.errors import ConfigError
 
 if TYPE_CHECKING:  # the simulator and fitting code load when a command runs
@@ -51,7 +51,7 @@ def _runs(
             warnings.simplefilter("always")
             loaded = load_user_run(run, scenario)
         for w in caught:  # one line each, as the run's notes
-            err_console.print(f"[yellow]warning:[/] {w.message}", highlight=False, soft_wrap=True)
+            warn(str(w.message))
         if overrides:
             loaded = replace(loaded, scenario=loaded.scenario.with_overrides(overrides))
         return [loaded]
