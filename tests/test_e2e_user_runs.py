@@ -17,7 +17,6 @@ from llmsim.engine import simulate
 from llmsim.errors import ConfigError
 from llmsim.workload import (
     BatchArrivals,
-    ClosedLoopArrivals,
     ConstantArrivals,
     GammaArrivals,
     PoissonArrivals,
@@ -50,8 +49,8 @@ def test_detailed_result_keeps_each_request_pair_in_send_order() -> None:
     run = load("bench_detailed.json")
     assert run.key == "bench_detailed" and run.group == "Llama-3.1-8B"
     wl = run.scenario.workload
-    # rate inf with max_concurrency 2: two closed-loop clients; the failed request is dropped
-    assert wl.arrival == ClosedLoopArrivals(clients=2)
+    # rate inf with max_concurrency 2: all due at once, two in flight; the failed one dropped
+    assert wl.arrival == BatchArrivals() and wl.max_concurrency == 2
     assert wl.num_requests == 5
     s = stream(run)
     assert s.prompt_tokens.tolist() == [100, 200, 300, 120, 80]
@@ -81,10 +80,10 @@ def test_summary_result_fixed_lengths_and_gamma_arrivals() -> None:
         warnings.simplefilter("always")
         run = load_user_run(DATA / "bench_summary.json", ENGINE)
     said = [str(w.message) for w in caught if w.category is UserWarning]
-    assert len(said) == len(run.notes) == 4
-    assert any("max_concurrency 8 is not modelled" in w for w in said)
+    assert len(said) == len(run.notes) == 3
     wl = run.scenario.workload
     assert wl.arrival == GammaArrivals(rate=4.0, cv=2.0)  # burstiness 0.25: cv 1/sqrt(0.25)
+    assert wl.max_concurrency == 8  # the client's cap, below the 19 requests
     assert wl.num_requests == 19
     s = stream(run)
     assert set(s.prompt_tokens.tolist()) == {512} and set(s.output_tokens.tolist()) == {128}
@@ -94,7 +93,6 @@ def test_summary_result_fixed_lengths_and_gamma_arrivals() -> None:
     assert "e2e_mean" not in m
     assert m["itl_mean"] == 12.5  # no E2E: vLLM's mean TPOT, and a note says so
     assert any("mean TPOT" in n for n in run.notes)
-    assert any("not modelled" in n for n in run.notes)
 
 
 def bench(tmp_path: Path, **changes: Any) -> Path:
@@ -126,7 +124,7 @@ def test_arrivals_from_traffic_settings(
         changes["burstiness"] = math.inf
     run = load(bench(tmp_path, **changes))
     assert run.scenario.workload.arrival == arrival
-    assert not any("not modelled" in n for n in run.notes)
+    assert run.scenario.workload.max_concurrency is None  # no cap, or one no run reaches
 
 
 def test_poisson_arrivals_realise_the_rate(tmp_path: Path) -> None:

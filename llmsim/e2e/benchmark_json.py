@@ -130,23 +130,16 @@ def _read_benchmark(src: str) -> ParsedRun:
         notes.append(f"{count_requests(failed)} failed: left out of the replay")
 
     if math.isinf(rate):
-        if cap is not None and cap < n:
-            arrival: dict[str, Any] = {"kind": "closed_loop", "clients": cap}
-        else:
-            arrival = {"kind": "batch"}
-    else:
-        if math.isinf(burst):
-            arrival = {"kind": "constant", "rate": rate}
-        elif burst == 1.0:
-            arrival = {"kind": "poisson", "rate": rate}
-        else:  # gamma gaps of shape k have a coefficient of variation 1/sqrt(k)
-            arrival = {"kind": "gamma", "rate": rate, "cv": 1.0 / math.sqrt(burst)}
-        if cap is not None and cap < n:
-            notes.append(
-                f"max_concurrency {cap} is not modelled: requests arrive at {rate:g}/s "
-                "without the client's cap on requests in flight"
-            )
-    workload = workload_config({"arrival": arrival, **lengths, "num_requests": n}, src)
+        arrival: dict[str, Any] = {"kind": "batch"}
+    elif math.isinf(burst):
+        arrival = {"kind": "constant", "rate": rate}
+    elif burst == 1.0:
+        arrival = {"kind": "poisson", "rate": rate}
+    else:  # gamma gaps of shape k have a coefficient of variation 1/sqrt(k)
+        arrival = {"kind": "gamma", "rate": rate, "cv": 1.0 / math.sqrt(burst)}
+    # the client's cap on requests in flight (a request due while the cap is reached waits)
+    capped = {"max_concurrency": cap} if cap is not None and cap < n else {}
+    workload = workload_config({"arrival": arrival, **lengths, "num_requests": n, **capped}, src)
 
     for key in data:
         m = _PERCENTILE.match(key)

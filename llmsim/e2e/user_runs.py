@@ -51,8 +51,8 @@ def load_user_run(
     :func:`load_engine_scenario`). ``seed`` replaces the scenario's seed (it draws arrival times
     for a benchmark result). ``time_unit`` is the unit of per-request log columns whose name has
     no ``_s`` / ``_ms`` suffix. Bad input raises a one-line :class:`ConfigError` naming the file
-    and key. What the replay cannot model (a concurrency cap under a finite rate, dropped failed
-    requests) is said in ``notes`` and as a warning.
+    and key. What the replay cannot model (dropped failed requests, missing per-request
+    lengths) is said in ``notes`` and as a warning.
     """
     p = Path(path)
     src = str(p)
