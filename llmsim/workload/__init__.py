@@ -232,7 +232,7 @@ def _synthetic(
             p, o = cfg.lengths.sample(rng_prompt, n)
         elif cfg.shared_prefix is not None:
             assert cfg.output_tokens is not None
-            p = np.full(n, cfg.shared_prefix.prompt_tokens)
+            p = np.full(n, cfg.shared_prefix.prompt_tokens, dtype=np.int64)
             o = cfg.output_tokens.sample(rng_output, n)
         else:
             assert cfg.prompt_tokens is not None and cfg.output_tokens is not None
@@ -268,7 +268,7 @@ def _synthetic(
         p, o = lengths(rng_prompt, np.random.default_rng(s_output), len(times))
         prefix = None
         if cfg.shared_prefix is not None:
-            p, prefix = cfg.shared_prefix.draw(rng_prompt, len(times))
+            prefix = cfg.shared_prefix.draw(rng_prompt, len(times))
         elif cfg.dataset is not None:
             prefix = cfg.dataset.prefix(len(times))
         stream = RequestStream(

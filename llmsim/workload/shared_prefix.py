@@ -46,8 +46,9 @@ class SharedPrefixConfig(BaseModel):
     def prompt_tokens(self) -> int:
         return self.system_prompt_tokens + self.question_tokens + self.extra_tokens
 
-    def draw(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, HashTable]:
-        """Prompt lengths and prefix ids of ``n`` requests cycling through the pool."""
+    def draw(self, rng: np.random.Generator, n: int) -> HashTable:
+        """Prefix ids of ``n`` requests cycling through the pool (every prompt is
+        :attr:`prompt_tokens` long)."""
         bs = self.hash_block_size
         length = self.prompt_tokens
         blocks = -(-length // bs)
@@ -62,4 +63,4 @@ class SharedPrefixConfig(BaseModel):
             _USER + prompt[:, None] * blocks + b[None, :],
         )
         offsets = np.arange(n + 1, dtype=np.int64) * blocks
-        return np.full(n, length, dtype=np.int64), HashTable(ids.ravel(), offsets, bs)
+        return HashTable(ids.ravel(), offsets, bs)
