@@ -126,6 +126,15 @@ _HOST_COST_CONFIGS: dict[str, type[BaseModel]] = {
 }
 
 
+def _preset_name(name: object) -> object:
+    """A preset's canonical name (aliases resolved); an unknown one as given, for the
+    engine section's own validation to refuse."""
+    try:
+        return get_preset(str(name)).name if name else None
+    except LlmsimError:
+        return name
+
+
 def _preset_cost(cost: Any, host: dict[str, float]) -> Any:
     """The cost section with a preset's host overheads (step, per-sequence and
     tensor-parallel) filled in wherever the scenario left them unset: the same fields, the
@@ -287,6 +296,16 @@ class Scenario(BaseModel):
                         raise
                     raise ValueError(f"cluster.pools.{i}.hardware: {exc.reason}") from None
             engine = self.engine
+            preset = pool.engine.get("preset", self.engine.preset) if pool.engine else None
+            if pool.engine and _preset_name(preset) != _preset_name(self.engine.preset):
+                # a preset also sets the policy's defaults, which the pools share: refused
+                # rather than applied to the engine section alone
+                raise ValueError(
+                    f"cluster.pools.{i}.engine.preset: {preset!r} differs from the scenario's "
+                    f"engine.preset {self.engine.preset!r}; pools share one preset: set it at "
+                    "the top level and give a pool's own engine fields (block_size, cost ...) "
+                    "directly"
+                )
             if pool.engine:
                 base = self.engine.model_dump(exclude_unset=True)
                 if "cost" in base:  # as the object: its dump may lack the default 'kind'

@@ -286,3 +286,30 @@ def test_closed_loop_never_exceeds_its_clients() -> None:
     s = res.summary
     bound = 8 / (s["mean_e2el_ms"] / 1e3 + 0.5)
     assert s["request_throughput"] == pytest.approx(bound, rel=0.15)
+
+
+def test_a_pool_cannot_name_another_engine_preset() -> None:
+    # a preset also sets the policy's defaults, which every pool shares: another preset in one
+    # pool would apply to its engine section alone, so it is refused (an alias of the same one
+    # is fine)
+    base = {
+        "model": "Llama-3.1-8B",
+        "hardware": "H100-SXM",
+        "engine": {"preset": "vllm-v1"},
+        "workload": {
+            "arrival": {"kind": "poisson", "rate": 2.0},
+            "prompt_tokens": {"kind": "fixed", "value": 32},
+            "output_tokens": {"kind": "fixed", "value": 8},
+            "num_requests": 10,
+        },
+    }
+
+    def pools(engine: dict[str, object]) -> dict[str, object]:
+        return {"pools": [{"name": "a"}, {"name": "b", "engine": engine}]}
+
+    with pytest.raises(ValueError, match=r"pools\.1\.engine\.preset: .tensorrt-llm."):
+        llmsim.Scenario.model_validate({**base, "cluster": pools({"preset": "tensorrt-llm"})})
+    same = llmsim.Scenario.model_validate(
+        {**base, "cluster": pools({"preset": "vllm", "block_size": 32})}
+    )
+    assert [s.engine.block_size for s in same.replica_specs()] == [16, 32]
