@@ -36,8 +36,10 @@ $(VENV)/.test-installed: $(VENV)/.installed
 run: $(VENV)/.installed
 	$(BIN)/llmsim run $(SCENARIO) --out $(OUT)
 
+# One test worker per core, at most four; a test module runs whole on one worker, so its shared
+# fixtures are built once.
 test: $(VENV)/.test-installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadscope
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check llmsim tests benchmarks

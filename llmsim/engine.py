@@ -373,6 +373,10 @@ class Simulation:
         run = self._running[rep.index]
         if run is None:
             return
+        # A closed-loop client's next request is stamped with the finish that prompted it,
+        # which can lie in a step of another replica's run that has already been waited out:
+        # this run can end no earlier than the step under way.
+        now = max(now, self.env.now)
         k = bisect_left(run.ends, now - run.start)  # first step whose end reaches ``now``
         if k < run.last:
             run.last = k

@@ -384,7 +384,7 @@ def test_empty_trace(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_large_csv_streams_quickly(tmp_path: Path) -> None:
-    n = 1_000_000
+    n = 250_000
     rng = np.random.default_rng(0)
     df = pd.DataFrame(
         {
