@@ -30,7 +30,6 @@ import math
 from bisect import bisect_left
 from collections.abc import Callable, Generator, Hashable
 from dataclasses import dataclass
-from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -39,6 +38,7 @@ import simpy
 from llmsim.assemble import assemble
 from llmsim.errors import ConfigError
 from llmsim.metrics import StepLog
+from llmsim.policies.base import Plan
 from llmsim.preflight import refuse_unfinishable
 from llmsim.replica import Replica, build_replica
 from llmsim.request import Request, Status
@@ -90,6 +90,7 @@ class Simulation:
         self._open_next = math.inf  # next open-loop arrival time
         self._pending: list[float] = []  # other scheduled arrivals (closed loop, KV transfers)
         self._entry = [r for r in self.replicas if r.role != "decode"]
+        self._classes = any(r.classes for r in self.replicas)  # pools named for request classes
         self._decoders = [r for r in self.replicas if r.role == "decode"]
         self._sent = 0
         self._progress: ProgressFn | None = None
@@ -144,6 +145,8 @@ class Simulation:
 
     def _candidates(self, r: Request, replicas: list[Replica]) -> list[Replica]:
         """Replicas of the pools that serve this request's class (or serve any class)."""
+        if not self._classes:
+            return replicas
         tag = r.tag
         named = [rep for rep in replicas if rep.classes and tag in rep.classes]
         return named or [rep for rep in replicas if not rep.classes]
@@ -325,27 +328,23 @@ class Simulation:
             start = env.now
             total = step_time(plan.shape) + plan.extra_s
             durations = [total]
-            if joined:
-                horizon = 0.0
-            elif self._cut_runs:
-                horizon = math.inf  # until an arrival for this replica cuts the run short
-            else:
-                horizon = self.next_arrival - start
-            if plan.decode_steps > 1 and total < horizon:
-                # the rest of a run of pure-decode steps, until the step a request arrives in
-                n = plan.shape.decode_seqs
-                ctx = plan.shape.decode_context
-                for _ in range(plan.decode_steps - 1):
-                    ctx += n
-                    d = decode_time(n, ctx)
-                    durations.append(d)
-                    total += d
-                    if total >= horizon:
-                        break
             rep.busy = True
-            if len(durations) > 1 and self._cut_runs:
-                durations = yield from self._decode_run(rep, start, durations, total)
+            if plan.decode_steps > 1 and not joined and self._cut_runs:
+                # a run of pure-decode steps until an arrival for this replica cuts it short
+                durations = yield from self._decode_run(rep, start, total, plan)
             else:
+                horizon = 0.0 if joined else self.next_arrival - start
+                if plan.decode_steps > 1 and total < horizon:
+                    # the rest of a run of pure-decode steps, until the step a request arrives in
+                    n = plan.shape.decode_seqs
+                    ctx = plan.shape.decode_context
+                    for _ in range(plan.decode_steps - 1):
+                        ctx += n
+                        d = decode_time(n, ctx)
+                        durations.append(d)
+                        total += d
+                        if total >= horizon:
+                            break
                 yield env.timeout(total)
             rep.busy = False
             stats = policy.update(plan, start, durations)
@@ -353,16 +352,41 @@ class Simulation:
             self._collect(rep)
 
     def _decode_run(
-        self, rep: Replica, start: float, durations: list[float], total: float
+        self, rep: Replica, start: float, first: float, plan: Plan
     ) -> Generator[Any, Any, list[float]]:
-        """Wait out a run of decode steps; an arrival for this replica during the run (see
-        :meth:`_cut`) ends it with the step the arrival falls in. Returns the steps run."""
-        ends = list(accumulate(durations))  # the same sums as ``total`` (it ends them)
-        run = self._running[rep.index] = _Run(start, ends, len(ends) - 1)
+        """Run up to ``plan.decode_steps`` decode steps, the first taking ``first``; an arrival
+        for this replica during the run (see :meth:`_cut`) ends it with the step the arrival
+        falls in. Steps are priced as the run reaches them, a chunk at a time (most runs are
+        cut short long before their last step). Returns the steps run."""
+        env = self.env
+        decode_time = rep.cost.decode_step_time
+        n = plan.shape.decode_seqs
+        ctx = plan.shape.decode_context
+        left = plan.decode_steps - 1  # steps not priced yet
+        durations = [first]
+        ends = [first]  # the same sums as a single run's total would be
+        run = self._running[rep.index] = _Run(start, ends, 0)
+        chunk = _FIRST_CHUNK
         try:
-            yield self.env.timeout(total)
+            while True:
+                total = ends[-1]
+                for _ in range(min(chunk, left)):
+                    ctx += n
+                    d = decode_time(n, ctx)
+                    durations.append(d)
+                    total += d
+                    ends.append(total)
+                left -= min(chunk, left)
+                chunk *= 2
+                run.last = len(ends) - 1
+                if env.now == start:
+                    yield env.timeout(total)
+                else:
+                    yield env.timeout(start + total - env.now)
+                if run.cut or not left:
+                    break
         except simpy.Interrupt:
-            yield self.env.timeout(start + ends[run.last] - self.env.now)
+            yield env.timeout(start + ends[run.last] - env.now)
         finally:
             self._running[rep.index] = None
         return durations[: run.last + 1]
@@ -371,16 +395,18 @@ class Simulation:
         """Something arrived for ``rep`` at ``now``: a run of decode steps in progress ends with
         the step ``now`` falls in, as if the run had been planned up to this arrival."""
         run = self._running[rep.index]
-        if run is None:
+        if run is None or run.cut:
             return
         # A closed-loop client's next request is stamped with the finish that prompted it,
         # which can lie in a step of another replica's run that has already been waited out:
         # this run can end no earlier than the step under way.
         now = max(now, self.env.now)
         k = bisect_left(run.ends, now - run.start)  # first step whose end reaches ``now``
-        if k < run.last:
-            run.last = k
-            self._procs[rep.index].interrupt()
+        if k <= run.last:  # (at or before the last step priced so far: no more are priced)
+            run.cut = True
+            if k < run.last:
+                run.last = k
+                self._procs[rep.index].interrupt()
 
     # --- run ---------------------------------------------------------------------------------
 
@@ -419,6 +445,9 @@ def _age_objects() -> None:
         gc.unfreeze()
 
 
+_FIRST_CHUNK = 8  # decode steps priced ahead at the start of a run; doubled each time after
+
+
 @dataclass
 class _Run:
     """A run of decode steps in progress: its start, the end of each step (relative to the
@@ -427,6 +456,7 @@ class _Run:
     start: float
     ends: list[float]
     last: int
+    cut: bool = False  # an arrival ended the run at ``last``
 
 
 def simulate(scenario: Scenario, *, progress: ProgressFn | None = None) -> SimulationResult:

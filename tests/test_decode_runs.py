@@ -80,3 +80,25 @@ def test_fleet_runs_conserve_requests_and_tokens(router: str) -> None:
     req = res.requests
     assert (req["status"] == "finished").all()
     assert res.steps["sampled_tokens"].sum() == req["output_tokens"].sum()
+
+
+@pytest.mark.parametrize("at", [9, 10, 11, 25, 26, 27])
+def test_an_arrival_at_a_priced_chunk_boundary_cuts_the_run_there(at: int) -> None:
+    # A fleet's run of decode steps is priced a chunk at a time (8 steps after its first, then
+    # 16...). Steps of 1/8 s add up exactly, so arrivals can land exactly on a chunk's end, on
+    # either side of it, or inside the next chunk: replica 0 must run the same steps as alone.
+    step = 0.125
+    sc = _scenario(engine=llmsim.EngineConfig(cost=llmsim.ConstantConfig(step_s=step)))
+    arrival = np.array([0.0, 0.0, at * step, at * step, 60 * step, 60 * step])
+    prompt = np.full(6, 16)
+    output = np.array([100, 100, 30, 30, 5, 5])
+    stream = RequestStream(arrival, prompt, output)
+    both = Simulation(sc.with_overrides(["data_parallel=2"]), stream).run()
+    mine = np.arange(0, 6, 2)
+    alone_stream = RequestStream(arrival[mine], prompt[mine], output[mine])
+    alone = Simulation(sc, alone_stream).run()
+    ours = both.steps[both.steps["replica"] == 0].reset_index(drop=True)
+    for col in ["start", "duration", "batch_size", "prefill_tokens", "decode_tokens"]:
+        np.testing.assert_array_equal(ours[col], alone.steps[col], err_msg=col)
+    finish = both.requests.set_index("request_id").loc[mine, "finish"].to_numpy()
+    np.testing.assert_array_equal(finish, alone.requests["finish"])
