@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from llmsim.decode_spans import DecodeSpans
 from llmsim.diagnostics import extrapolation, overload
-from llmsim.metrics import inter_token_gaps, requests_frame, summarize
+from llmsim.metrics import requests_frame, summarize
 from llmsim.request import Request
 from llmsim.result import SimulationResult
 
@@ -44,7 +45,8 @@ def assemble(sim: Simulation) -> SimulationResult:
     hi = (float(last) if not np.isnan(last) else lo) - mcfg.cooldown_s
     window = (lo, max(hi, lo))
     measured = [r for r in requests if window[0] <= r.arrival <= window[1]]
-    itl = inter_token_gaps(measured, ends)
+    spans = DecodeSpans.of(measured)
+    itl = spans.gaps(ends)
     summary = summarize(req_df, steps_df, itl, window, mcfg)
     hits = [rep.policy.pool for rep in sim.replicas]  # type: ignore[attr-defined]
     if any(p.query_tokens for p in hits):
@@ -60,7 +62,9 @@ def assemble(sim: Simulation) -> SimulationResult:
     busy = float(steps_df["duration"].sum())
     summary["busy_fraction"] = busy / length / len(sim.replicas) if length > 0 else 0.0
     groups = (
-        _groups(sim, req_df, steps_df, step_rows, measured, ends, window) if len(pools) > 1 else {}
+        _groups(sim, req_df, steps_df, step_rows, measured, spans, ends, window)
+        if len(pools) > 1
+        else {}
     )
     result = SimulationResult(
         sim.scenario,
@@ -85,6 +89,7 @@ def _groups(
     steps_df: pd.DataFrame,
     step_rows: list[np.ndarray],
     measured: list[Request],
+    spans: DecodeSpans,
     ends: list[np.ndarray],
     window: tuple[float, float],
 ) -> dict[str, pd.DataFrame]:
@@ -93,8 +98,12 @@ def _groups(
     ``step_rows[i]``: the rows of ``steps_df`` that are replica i's steps."""
     mcfg = sim.scenario.metrics
     length = window[1] - window[0]
-    by_id = {r.id: r for r in measured}
     ids = req_df["request_id"].to_numpy()
+    # position in ``measured`` of each request, by id (-1: outside the measured window)
+    position = np.full(len(ids) and int(ids.max()) + 1, -1, dtype=np.int64)
+    position[np.fromiter((r.id for r in measured), np.int64, len(measured))] = np.arange(
+        len(measured)
+    )
     n = len(sim.replicas)
     served = _rows_by(req_df["replica"].to_numpy(), n)
     prefilled = _rows_by(req_df["prefill_replica"].to_numpy(), n)
@@ -115,8 +124,8 @@ def _groups(
         table = {}
         for name, (req_rows, st_rows) in groups.items():
             st = _take(steps_df, st_rows)
-            mine_req = [by_id[i] for i in ids[req_rows].tolist() if i in by_id]
-            itl = inter_token_gaps(mine_req, ends)
+            mine = position[ids[req_rows]]
+            itl = spans.gaps(ends, mine[mine >= 0])
             row = summarize(_take(req_df, req_rows), st, itl, window, mcfg)
             count = sum(1 for rep in sim.replicas if rep.pool == name) if key == "pool" else 1
             busy = float(st["duration"].sum())

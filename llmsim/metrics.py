@@ -246,42 +246,6 @@ class Weighted:
         return out
 
 
-def inter_token_gaps(requests: Sequence[Request], decode_ends: Sequence[np.ndarray]) -> Weighted:
-    """All inter-token gaps of ``requests``, pooled. ``decode_ends[i]`` holds the end times of
-    replica i's decode steps, indexed by its decode-step counter."""
-    values: list[np.ndarray] = []
-    weights: list[np.ndarray] = []
-    extra: list[float] = []
-    by_replica: dict[int, list[Request]] = {}
-    for r in requests:
-        by_replica.setdefault(r.replica, []).append(r)
-    for replica, rs in by_replica.items():
-        ends = decode_ends[replica]
-        cover = np.zeros(len(ends) + 1, dtype=np.int64)
-        starts: list[int] = []
-        stops: list[int] = []
-        for r in rs:
-            extra.extend(r.extra_gaps)
-            for s, e, emit in r.segments:
-                if e > s:
-                    extra.append(float(ends[s]) - emit)
-                    if e - s >= 2:
-                        starts.append(s + 1)
-                        stops.append(e)
-        np.add.at(cover, np.asarray(starts, dtype=np.int64), 1)
-        np.add.at(cover, np.asarray(stops, dtype=np.int64), -1)
-        w = np.cumsum(cover[:-1])
-        if len(ends) > 1:
-            values.append(np.diff(ends))
-            weights.append(w[1:])
-    values.append(np.asarray(extra, dtype=float))
-    weights.append(np.ones(len(extra), dtype=np.int64))
-    v = np.concatenate(values)
-    w = np.concatenate(weights)
-    keep = w > 0
-    return Weighted(v[keep], w[keep])
-
-
 def _stats(name: str, seconds: np.ndarray | Weighted, out: dict[str, float]) -> None:
     """mean / median / p90 / p99 in milliseconds, with vLLM's key names."""
     if isinstance(seconds, Weighted):
@@ -306,66 +270,87 @@ def summarize(
     """The run summary: counts, throughput over ``window``, latency statistics."""
     lo, hi = window
     length = max(hi - lo, 1e-12)
-    measured = requests[(requests["arrival"] >= lo) & (requests["arrival"] <= hi)]
-    done = measured[measured["status"] == "finished"]
-    refused = measured[measured["status"] == "rejected"]
-    fin_in = requests[(requests["finish"] >= lo) & (requests["finish"] <= hi)]
-    fin_in = fin_in[fin_in["status"] == "finished"]
+    req = {name: col.to_numpy() for name, col in requests.items() if name in _REQUEST_COLUMNS}
+    status = requests["status"].cat.codes.to_numpy()
+    states = list(requests["status"].cat.categories)
+    finished = status == states.index("finished")
+    rejected = status == states.index("rejected")
+    arrival, finish = req["arrival"], req["finish"]
+    measured = (arrival >= lo) & (arrival <= hi)
+    done = measured & finished
+    refused = measured & rejected
     # Throughputs count the requests that finish inside the window, each once, with all its
     # tokens: request, output and total throughput describe the same requests, and without
     # warm-up or cool-down output throughput x duration is every finished request's output.
-    out_tokens = float(fin_in["output_tokens"].sum())
+    fin_in = (finish >= lo) & (finish <= hi) & finished
+    prompt, output = req["prompt_tokens"], req["output_tokens"]
+    out_tokens = float(output[fin_in].sum())
+    n = len(status)
     s: dict[str, float] = {
-        "num_requests": float(len(requests)),
-        "completed": float((requests["status"] == "finished").sum()),
-        "rejected": float((requests["status"] == "rejected").sum()),
-        "rejected_fraction": float((requests["status"] == "rejected").mean())
-        if len(requests)
-        else 0.0,
-        "measured_requests": float(len(done)),
+        "num_requests": float(n),
+        "completed": float(finished.sum()),
+        "rejected": float(rejected.sum()),
+        "rejected_fraction": float(rejected.mean()) if n else 0.0,
+        "measured_requests": float(done.sum()),
         "duration_s": float(length),
-        "request_throughput": len(fin_in) / length,
+        "request_throughput": int(fin_in.sum()) / length,
         "output_throughput": out_tokens / length,
-        "total_token_throughput": (float(fin_in["prompt_tokens"].sum()) + out_tokens) / length,
-        "total_input_tokens": float(done["prompt_tokens"].sum()),
-        "total_output_tokens": float(done["output_tokens"].sum()),
+        "total_token_throughput": (float(prompt[fin_in].sum()) + out_tokens) / length,
+        "total_input_tokens": float(prompt[done].sum()),
+        "total_output_tokens": float(output[done].sum()),
     }
-    _stats("ttft", done["ttft"].to_numpy(), s)
-    _stats("tpot", done["tpot"].to_numpy(), s)
-    _stats("itl", itl, s)
-    _stats("e2el", done["e2e"].to_numpy(), s)
-    _stats("queue", done["queue_time"].to_numpy(), s)
-    for reason in REJECT_REASONS:
-        count = int((requests["reject_reason"] == reason).sum())
-        if count:
-            s[f"rejected_{reason}"] = count
+    samples = {name: req[col][done] for name, col in _SAMPLE_COLUMNS.items()}
+    for name in SUMMARY_ROWS:
+        _stats(name, itl if name == "itl" else samples[name], s)
+    reasons = requests["reject_reason"].cat
+    counts = np.bincount(reasons.codes.to_numpy() + 1, minlength=len(reasons.categories) + 1)
+    for code, reason in enumerate(reasons.categories, start=1):  # code 0: missing
+        if reason and counts[code]:
+            s[f"rejected_{reason}"] = int(counts[code])
     if cfg.slo_ttft_ms is not None or cfg.slo_tpot_ms is not None or cfg.slo_e2el_ms is not None:
-        ok = np.ones(len(done), dtype=bool)
+        ok = np.ones(int(done.sum()), dtype=bool)
         if cfg.slo_ttft_ms is not None:
-            ok &= (done["ttft"] * 1e3 <= cfg.slo_ttft_ms).to_numpy()
+            ok &= samples["ttft"] * 1e3 <= cfg.slo_ttft_ms
         if cfg.slo_tpot_ms is not None:
-            ok &= (done["tpot"].fillna(0.0) * 1e3 <= cfg.slo_tpot_ms).to_numpy()
+            tpot = samples["tpot"]
+            ok &= np.where(np.isnan(tpot), 0.0, tpot) * 1e3 <= cfg.slo_tpot_ms
         if cfg.slo_e2el_ms is not None:
-            ok &= (done["e2e"] * 1e3 <= cfg.slo_e2el_ms).to_numpy()
+            ok &= samples["e2el"] * 1e3 <= cfg.slo_e2el_ms
         s["goodput"] = float(ok.sum()) / length
         # a rejected request misses its SLOs: attainment is over every measured request
-        total = len(done) + len(refused)
+        total = len(ok) + int(refused.sum())
         s["slo_attainment"] = float(ok.sum()) / total if total else float("nan")
     dur = steps["duration"].to_numpy()
+    batch = steps["batch_size"].to_numpy()
+    decode = steps["decode_tokens"].to_numpy()
+    kv = steps["kv_usage"].to_numpy()
     busy = float(dur.sum())
-    s["num_steps"] = float(len(steps))
-    s["mean_batch_size"] = float(steps["batch_size"].mean()) if len(steps) else 0.0
-    dec = steps[steps["decode_tokens"] > 0]
-    s["mean_decode_batch_size"] = float(dec["decode_tokens"].mean()) if len(dec) else 0.0
-    s["mean_kv_usage"] = float(np.dot(steps["kv_usage"], dur) / busy) if busy else 0.0
-    s["max_kv_usage"] = float(steps["kv_usage"].max()) if len(steps) else 0.0
-    s["preemptions"] = float(requests["preemptions"].sum())
-    s["preemptions_per_request"] = s["preemptions"] / len(requests) if len(requests) else 0.0
-    computed = float(steps["prefill_tokens"].sum() + steps["decode_tokens"].sum())
-    s["recomputed_tokens"] = float(requests["recomputed_tokens"].sum())
+    s["num_steps"] = float(len(dur))
+    s["mean_batch_size"] = float(batch.mean()) if len(batch) else 0.0
+    dec = decode[decode > 0]
+    s["mean_decode_batch_size"] = float(dec.mean()) if len(dec) else 0.0
+    s["mean_kv_usage"] = float(np.dot(kv, dur) / busy) if busy else 0.0
+    s["max_kv_usage"] = float(kv.max()) if len(kv) else 0.0
+    s["preemptions"] = float(req["preemptions"].sum())
+    s["preemptions_per_request"] = s["preemptions"] / n if n else 0.0
+    computed = float(steps["prefill_tokens"].to_numpy().sum() + decode.sum())
+    s["recomputed_tokens"] = float(req["recomputed_tokens"].sum())
     s["recompute_fraction"] = s["recomputed_tokens"] / computed if computed else 0.0
-    _benchmark_keys(s, done, itl, cfg)
+    _benchmark_keys(s, samples, itl, cfg)
     return s
+
+
+_SAMPLE_COLUMNS = {"ttft": "ttft", "tpot": "tpot", "e2el": "e2e", "queue": "queue_time"}
+"""Summary rows measured per request, and their column in the requests table."""
+_REQUEST_COLUMNS = {
+    "arrival",
+    "finish",
+    "prompt_tokens",
+    "output_tokens",
+    "preemptions",
+    "recomputed_tokens",
+    *_SAMPLE_COLUMNS.values(),
+}
 
 
 COUNT_KEYS = (
@@ -417,7 +402,7 @@ def percentile_key(p: float, name: str) -> str:
 
 
 def _benchmark_keys(
-    s: dict[str, float], done: pd.DataFrame, itl: Weighted, cfg: MetricsConfig
+    s: dict[str, float], samples: dict[str, np.ndarray], itl: Weighted, cfg: MetricsConfig
 ) -> None:
     """Add what a reader of vLLM's ``benchmark_serving`` results expects beside llmsim's own
     keys: ``duration``, ``failed``, ``request_goodput`` (null without SLOs), ``std_*_ms``,
@@ -425,12 +410,11 @@ def _benchmark_keys(
     s["duration"] = s["duration_s"]
     s["failed"] = s["rejected"]
     s["request_goodput"] = s.get("goodput", math.nan)
-    for name, col in (("ttft", "ttft"), ("tpot", "tpot"), ("itl", None), ("e2el", "e2e"),
-                      ("queue", "queue_time")):  # fmt: skip
-        if col is None:
+    for name in SUMMARY_ROWS:
+        if name == "itl":
             sample = itl
         else:
-            x = done[col].to_numpy()
+            x = samples[name]
             sample = Weighted(x[~np.isnan(x)], np.ones(int((~np.isnan(x)).sum()), np.int64))
         s[f"std_{name}_ms"] = sample.std() * 1e3
         for p in cfg.percentiles:
