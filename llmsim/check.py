@@ -14,7 +14,6 @@ so turning requests away would otherwise look like an improvement).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ import numpy as np
 from llmsim.atomic import atomic_write_text
 from llmsim.errors import ConfigError, did_you_mean
 from llmsim.executors import Executor
+from llmsim.run_cache import scenario_digest
 from llmsim.scenario import Scenario
 from llmsim.sweep import run_many
 
@@ -206,13 +206,6 @@ def compare(
 # --- the committed baseline -----------------------------------------------------------------
 
 
-def scenario_digest(scenario: Scenario) -> str:
-    """SHA-256 of the resolved scenario, seed excluded: what a baseline was computed for."""
-    data = scenario.model_dump(mode="json")
-    data.pop("seed", None)
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-
-
 def write_baseline(
     path: Path, runs: dict[str, tuple[Scenario, list[int], dict[str, list[float]]]]
 ) -> None:
@@ -222,7 +215,7 @@ def write_baseline(
         "format": BASELINE_FORMAT,
         "scenarios": {
             name: {
-                "digest": scenario_digest(sc),
+                "digest": scenario_digest(sc, seed=False),
                 "seeds": seeds,
                 "metrics": {k: [None if math.isnan(v) else v for v in vs] for k, vs in m.items()},
             }

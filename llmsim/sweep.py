@@ -24,7 +24,8 @@ from llmsim.engine import simulate
 from llmsim.errors import LlmsimError
 from llmsim.executors import Executor, LocalExecutor
 from llmsim.grid import Axis, points
-from llmsim.run_cache import RunCache, json_ready, scenario_key
+from llmsim.result import json_ready
+from llmsim.run_cache import RunCache, scenario_key
 from llmsim.scenario import Scenario
 from llmsim.search import crossover_rate, max_rate_under, run_with, saturation_throughput
 
@@ -87,8 +88,8 @@ def sweep(
 def run_point(job: tuple[str, str]) -> dict[str, Any]:
     """Simulate one resolved scenario, given as (YAML text, source); the executors' task.
 
-    Returns ``{"summary": {...}}``, or ``{"error": "..."}`` when the run fails, so that one
-    failing point never stops the others."""
+    Returns ``{"summary": {...}}`` (every number a float, NaN as None), or ``{"error": "..."}``
+    when the run fails, so that one failing point never stops the others."""
     text, source = job
     try:
         summary = simulate(Scenario.from_yaml(text, source)).summary
@@ -96,7 +97,7 @@ def run_point(job: tuple[str, str]) -> dict[str, Any]:
         return {"error": str(exc)}
     except Exception as exc:  # a bug or a custom policy's own error: report, do not stop
         return {"error": f"{type(exc).__name__}: {exc}"}
-    return {"summary": json_ready(summary)}
+    return {"summary": json_ready({k: float(v) for k, v in summary.items()})}
 
 
 def run_many(

@@ -176,7 +176,8 @@ def _stored(
     path: Path,
     n: int,
 ) -> dict[str, list[float]]:
-    from llmsim.check import scenario_digest, seeds_for
+    from llmsim.check import seeds_for
+    from llmsim.run_cache import scenario_digest
 
     entry = stored.get(sc.name)
     if entry is None:
@@ -186,7 +187,7 @@ def _stored(
             source=str(path),
             field="scenarios",
         )
-    if entry.get("digest") != scenario_digest(sc):
+    if entry.get("digest") != scenario_digest(sc, seed=False):
         raise ConfigError(
             f"scenario '{sc.name}' changed since the baseline was written (its settings, not "
             "the code, differ); rewrite it with --update-baseline",
