@@ -27,11 +27,10 @@ from typing import Any
 from llmsim.errors import ConfigError, LlmsimError
 from llmsim.executors import Executor, LocalExecutor
 from llmsim.hardware import get_hardware
+from llmsim.metric_names import LATENCIES, STATISTICS, metric_key
 from llmsim.scenario import Scenario
 from llmsim.sweep import SATURATION_RATIO, run_many
 
-LATENCY_NAMES = {"ttft": "ttft", "tpot": "tpot", "itl": "itl", "e2e": "e2el", "e2el": "e2el"}
-PERCENTILE_NAMES = {"mean": "mean", "p50": "median", "median": "median", "p90": "p90", "p99": "p99"}
 MAX_REPLICAS = 4096
 GROWTH_CAP = 8
 """The search gives up above this many times the per-replica estimate."""
@@ -79,13 +78,13 @@ def parse_slo(text: str) -> SLO:
         raise ConfigError(f"limit '{raw}' of '{text}' is not a number", field="--slo") from None
     if ":" in name:
         lat, _, pct = name.partition(":")
-        if lat not in LATENCY_NAMES or pct not in PERCENTILE_NAMES:
+        if lat not in LATENCIES or pct not in STATISTICS:
             raise ConfigError(
-                f"unknown SLO metric '{name}'; valid: {'/'.join(LATENCY_NAMES)} with "
-                f":{'/'.join(PERCENTILE_NAMES)}, goodput, slo_attainment or a summary key",
+                f"unknown SLO metric '{name}'; valid: {'/'.join(LATENCIES)} with "
+                f":{'/'.join(STATISTICS)}, goodput, slo_attainment or a summary key",
                 field="--slo",
             )
-        metric = f"{PERCENTILE_NAMES[pct]}_{LATENCY_NAMES[lat]}_ms"
+        metric = metric_key(lat, pct)
     else:
         metric = name
     return SLO(text.strip(), metric, limit, op.startswith("<"))

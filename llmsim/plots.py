@@ -9,7 +9,6 @@ legend, since the lower one cannot be seen.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -18,6 +17,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.ticker import NullFormatter
 
+from llmsim.metric_names import KEY, LATENCIES, LATENCY_LABELS
 from llmsim.metrics import Weighted
 from llmsim.result import SimulationResult
 from llmsim.scenario import Scenario
@@ -40,14 +40,6 @@ LABELS = {
 }
 """Axis labels of keys whose generic label (see :func:`label`) would read worse."""
 
-_METRICS = {
-    "ttft": "TTFT",
-    "tpot": "TPOT",
-    "itl": "ITL",
-    "e2el": "E2E latency",
-    "queue": "queueing",
-}
-_METRIC_KEY = re.compile(r"^(mean|median|std|p\d+(?:\.\d+)?)_(ttft|tpot|itl|e2el|queue)_ms$")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
 
@@ -57,9 +49,9 @@ def label(name: str) -> str:
     "block size"."""
     if name in LABELS:
         return LABELS[name]
-    m = _METRIC_KEY.match(name)
+    m = KEY.match(name)
     if m:
-        return f"{m.group(1)} {_METRICS[m.group(2)]} (ms)"
+        return f"{m.group(1)} {LATENCY_LABELS[m.group(2)]} (ms)"
     return name.rsplit(".", 1)[-1].replace("_", " ")
 
 
@@ -214,7 +206,7 @@ def over_time(
     (rejected, unfinished) are left out. To compare a trace replayed at different speeds, put
     each run's arrivals on the trace's clock first (``arrival * time_scale``)."""
     ax = _ax(ax)
-    key = f"p{quantile * 100:g}_{'e2el' if column == 'e2e' else column}_ms"
+    key = f"p{quantile * 100:g}_{LATENCIES.get(column, column)}_ms"
     for name, frame in runs.items():
         done = frame[[time, column]].dropna()
         window = np.floor(done[time].to_numpy(float) / window_s)
