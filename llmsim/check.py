@@ -28,7 +28,7 @@ from llmsim.errors import ConfigError, did_you_mean
 from llmsim.executors import Executor
 from llmsim.run_cache import scenario_digest
 from llmsim.scenario import Scenario
-from llmsim.sweep import run_many
+from llmsim.sweep import run_seeds, seeds_for
 
 DEFAULT_METRICS = (
     "p99_ttft_ms",
@@ -91,9 +91,13 @@ class MetricCheck:
     def regressed(self) -> bool:
         return self.verdict == "regression"
 
+    def counts(self) -> str:
+        """A failure count's totals over the seeds: ``0 -> 3``."""
+        return f"{sum(self.baseline):g} -> {sum(self.candidate):g}"
+
     def describe(self) -> str:
         if self.failures:
-            return f"{sum(self.baseline):g} -> {sum(self.candidate):g} over the seeds"
+            return f"{self.counts()} over the seeds"
         if self.verdict == "no data":
             return "not reported by both sides"
         return f"{self.change:+.1%} [{self.low:+.1%}, {self.high:+.1%}]"
@@ -143,20 +147,6 @@ class CheckReport:
     @property
     def passed(self) -> bool:
         return not self.regressions
-
-
-def seeds_for(scenario: Scenario, n: int) -> list[int]:
-    """``n`` seeds from the scenario's own: seed, seed + 1, ..."""
-    if n < 1:
-        raise ConfigError(f"--seeds must be at least 1 (got {n})", field="--seeds")
-    return [scenario.seed + i for i in range(n)]
-
-
-def run_seeds(
-    scenario: Scenario, seeds: Sequence[int], executor: Executor | None = None
-) -> list[dict[str, Any]]:
-    """The summary of ``scenario`` under each seed, in seed order (NaN as None)."""
-    return run_many([scenario.with_overrides({"seed": s}) for s in seeds], executor)
 
 
 def per_metric(summaries: list[dict[str, Any]]) -> dict[str, list[float]]:

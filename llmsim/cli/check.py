@@ -176,8 +176,8 @@ def _stored(
     path: Path,
     n: int,
 ) -> dict[str, list[float]]:
-    from llmsim.check import seeds_for
     from llmsim.run_cache import scenario_digest
+    from llmsim.sweep import seeds_for
 
     entry = stored.get(sc.name)
     if entry is None:
@@ -206,7 +206,8 @@ def _stored(
 
 
 def _update(path: Path, bases: list[Scenario], n: int, pool: Executor) -> None:
-    from llmsim.check import per_metric, run_seeds, seeds_for, write_baseline
+    from llmsim.check import per_metric, write_baseline
+    from llmsim.sweep import run_seeds, seeds_for
 
     runs = {}
     for sc in bases:
@@ -230,7 +231,7 @@ def _print(report: CheckReport) -> None:
     t.add_column("tol.", justify="right")
     t.add_column("verdict")
     for c in report.checks:
-        change = c.describe() if not c.failures else f"{sum(c.baseline):g} -> {sum(c.candidate):g}"
+        change = c.counts() if c.failures else c.describe()
         tol = "+0" if c.failures else f"{c.tolerance:.0%}"
         cells = [c.metric, mean(c.baseline), mean(c.candidate), change, tol, SHORT[c.verdict]]
         t.add_row(*([c.scenario] if several else []), *cells)

@@ -142,6 +142,7 @@ def _reverse(
     pool: Executor,
 ) -> None:
     from llmsim.plan import prepare, sustained_rate
+    from llmsim.sweep import seeds_for
 
     if replicas < 1:
         raise ConfigError(f"--replicas must be at least 1 (got {replicas})", field="--replicas")
@@ -152,7 +153,7 @@ def _reverse(
         rate = getattr(sc.workload.arrival, "rate", 1.0)
         p = prepare(sc, cand, rate, prices)
         err_console.print(f"[dim]{cand.label}: bisection on the rate[/]", highlight=False)
-        seed_list = [p.scenario.seed + i for i in range(seeds)]
+        seed_list = seeds_for(p.scenario, seeds)
         r = sustained_rate(p.scenario, slos, pool, replicas=replicas, seeds=seed_list)
         gpus = replicas * p.gpus_per_replica
         t.add_row(cand.label, f"{gpus} x {p.scenario.hardware}",
