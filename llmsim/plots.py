@@ -83,6 +83,31 @@ def _title(ax: Axes, title: str, scenario: Scenario | None) -> None:
         ax.set_title("\n".join(lines), fontsize=10)
 
 
+def _finish(
+    ax: Axes,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    scenario: Scenario | None,
+    *,
+    logx: bool = False,
+    logy: bool = False,
+    minor_grid: bool = False,
+) -> Axes:
+    """Label the axes, set their log scales, add the legend and the grid (at the minor ticks
+    too with ``minor_grid``) and the title."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.legend()
+    ax.grid(alpha=0.3, which="both" if minor_grid else "major")
+    _title(ax, title, scenario)
+    return ax
+
+
 def _same(a: pd.DataFrame, b: pd.DataFrame, x: str, y: str) -> bool:
     """Two series with the same x values and y values equal to 0.1 %: one hides the other."""
     if len(a) != len(b) or not np.array_equal(a[x].to_numpy(), b[x].to_numpy()):
@@ -121,14 +146,8 @@ def curves(
             label=shown,
         )
         drawn.append((name, df))
-    ax.set_xlabel(label(x))
-    ax.set_ylabel(label(y))
-    if logy:
-        ax.set_yscale("log")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    _title(ax, f"{label(y)} vs {label(x)}" if title is None else title, scenario)
-    return ax
+    title = f"{label(y)} vs {label(x)}" if title is None else title
+    return _finish(ax, label(x), label(y), title, scenario, logy=logy)
 
 
 def tradeoff(
@@ -212,14 +231,9 @@ def over_time(
         window = np.floor(done[time].to_numpy(float) / window_s)
         q = done.groupby(window)[column].quantile(quantile)
         ax.plot((q.index.to_numpy() + 0.5) * window_s, q.to_numpy() * 1e3, lw=1.0, label=name)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(f"{label(key)}, {window_s:g} s windows")
-    if logy:
-        ax.set_yscale("log")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
-    _title(ax, f"{label(key).replace(' (ms)', '')} over time" if title is None else title, scenario)
-    return ax
+    ylabel = f"{label(key)}, {window_s:g} s windows"
+    title = f"{label(key).replace(' (ms)', '')} over time" if title is None else title
+    return _finish(ax, xlabel, ylabel, title, scenario, logy=logy, minor_grid=True)
 
 
 def cdf(
@@ -245,14 +259,8 @@ def cdf(
             v = v[~np.isnan(v)]
             c = np.arange(1, len(v) + 1) / len(v)
         ax.step(v * scale, c, where="post", label=name)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("fraction of samples")
-    if logx:
-        ax.set_xscale("log")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    _title(ax, f"distribution of {xlabel}" if title is None else title, scenario)
-    return ax
+    title = f"distribution of {xlabel}" if title is None else title
+    return _finish(ax, xlabel, "fraction of samples", title, scenario, logx=logx)
 
 
 def fidelity(
