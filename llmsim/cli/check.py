@@ -94,7 +94,7 @@ def check(
     regression beyond the tolerance, 0 otherwise, 2 on bad input."""
     from llmsim.check import DEFAULT_METRICS, check_scenarios, parse_tolerances, read_baseline
     from llmsim.check_report import to_junit, to_markdown
-    from llmsim.executors import default_workers, make_executor
+    from llmsim.executors import make_executor
 
     try:
         bases = [load(p, overrides) for p in scenarios]
@@ -119,8 +119,7 @@ def check(
                 field="--candidate",
             )
         default_tol, per_tol = parse_tolerances(tolerances or [], 0.05)
-        workers = jobs if jobs is not None else default_workers()
-        pool = make_executor("process", workers)
+        pool = make_executor("process", jobs)
         if update_baseline:
             assert baseline is not None
             _update(baseline, bases, seeds, pool)

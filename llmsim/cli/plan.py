@@ -77,7 +77,7 @@ def plan(
 ) -> None:
     """Size each candidate's fleet by simulating it at the target load, rank them by cost,
     and write a Markdown and a self-contained HTML report."""
-    from llmsim.executors import default_workers, make_executor
+    from llmsim.executors import make_executor
     from llmsim.plan import Candidate, parse_candidate, parse_slo, plan_capacity, warnings
     from llmsim.report import HEAD, Question, recommendation, rows, to_html, to_markdown
 
@@ -95,8 +95,7 @@ def plan(
                 raise ConfigError(
                     f"'{item}' must be GPU=USD per hour, e.g. H100-SXM=2.5", field="--price"
                 ) from None
-        workers = jobs if jobs is not None else default_workers()
-        pool = make_executor("process", workers)
+        pool = make_executor("process", jobs)
         if (rate is None) == (replicas is None):
             raise ConfigError(
                 "give --rate (the fleet for a load) or --replicas (the load for a fleet)",
@@ -185,16 +184,15 @@ def recommend(
 ) -> None:
     """The field note's recommendations table from simulation: per workload, the option that
     meets its SLOs with the best objective, and where and why it differs from the note."""
-    from llmsim.executors import default_workers, make_executor
+    from llmsim.executors import make_executor
     from llmsim.recommend import TABLE_HEAD, table_rows
     from llmsim.recommend import recommend as run_recommend
     from llmsim.recommend_report import to_html as rec_html
     from llmsim.recommend_report import to_markdown as rec_markdown
 
     try:
-        workers = jobs if jobs is not None else default_workers()
         results = run_recommend(
-            manifest, seeds=seeds, executor=make_executor("process", workers),
+            manifest, seeds=seeds, executor=make_executor("process", jobs),
             progress=lambda msg: err_console.print(f"[dim]{msg}[/]", highlight=False),
         )  # fmt: skip
     except LlmsimError as exc:
