@@ -9,15 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from llmsim.cli.common import (
-    ScenarioArg,
-    SetOpt,
-    err_console,
-    fail,
-    load,
-    out_console,
-    progress_bar,
-)
+from llmsim.cli.common import ScenarioArg, SetOpt, err_console, fail, load, out_console
 from llmsim.errors import ConfigError, LlmsimError
 
 if TYPE_CHECKING:  # the simulator and fitting code load when a command runs
@@ -85,6 +77,7 @@ def sweep(
     the latency/throughput figures. Finished points are cached: running the same command
     again (after an interruption, or with more values) simulates only what is missing.
     Exits 1 when a point failed (its row says why), 2 on bad input."""
+    from llmsim.cli.common import progress_bar
     from llmsim.executors import make_executor
     from llmsim.grid import parse_axes
     from llmsim.sweep import run_sweep
