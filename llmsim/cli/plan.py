@@ -107,7 +107,7 @@ def plan(
         assert rate is not None
         plans = plan_capacity(
             sc, cands, parsed, rate, seeds=seeds, prices=price_map, executor=pool,
-            progress=lambda msg: err_console.print(f"[dim]{msg}[/]", highlight=False),
+            progress=_note,
         )  # fmt: skip
     except LlmsimError as exc:
         raise fail(exc) from None
@@ -131,6 +131,11 @@ def plan(
     out_console.print(f"wrote plan.md, plan.html to {folder}/")
 
 
+def _note(text: str) -> None:
+    """A line of progress on stderr, dimmed."""
+    err_console.print(f"[dim]{text}[/]", highlight=False)
+
+
 def _reverse(
     sc: Scenario,
     cands: list[Candidate],
@@ -151,7 +156,7 @@ def _reverse(
     for cand in cands:
         rate = getattr(sc.workload.arrival, "rate", 1.0)
         p = prepare(sc, cand, rate, prices)
-        err_console.print(f"[dim]{cand.label}: bisection on the rate[/]", highlight=False)
+        _note(f"{cand.label}: bisection on the rate")
         seed_list = seeds_for(p.scenario, seeds)
         r = sustained_rate(p.scenario, slos, pool, replicas=replicas, seeds=seed_list)
         gpus = replicas * p.gpus_per_replica
@@ -193,7 +198,7 @@ def recommend(
     try:
         results = run_recommend(
             manifest, seeds=seeds, executor=make_executor("process", jobs),
-            progress=lambda msg: err_console.print(f"[dim]{msg}[/]", highlight=False),
+            progress=_note,
         )  # fmt: skip
     except LlmsimError as exc:
         raise fail(exc) from None
