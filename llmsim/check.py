@@ -14,7 +14,6 @@ so turning requests away would otherwise look like an improvement).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -27,8 +26,9 @@ import numpy as np
 from llmsim.atomic import atomic_write_text
 from llmsim.errors import ConfigError, did_you_mean
 from llmsim.executors import Executor
+from llmsim.run_cache import scenario_digest
 from llmsim.scenario import Scenario
-from llmsim.sweep import run_many
+from llmsim.sweep import run_seeds, seeds_for
 
 DEFAULT_METRICS = (
     "p99_ttft_ms",
@@ -91,9 +91,13 @@ class MetricCheck:
     def regressed(self) -> bool:
         return self.verdict == "regression"
 
+    def counts(self) -> str:
+        """A failure count's totals over the seeds: ``0 -> 3``."""
+        return f"{sum(self.baseline):g} -> {sum(self.candidate):g}"
+
     def describe(self) -> str:
         if self.failures:
-            return f"{sum(self.baseline):g} -> {sum(self.candidate):g} over the seeds"
+            return f"{self.counts()} over the seeds"
         if self.verdict == "no data":
             return "not reported by both sides"
         return f"{self.change:+.1%} [{self.low:+.1%}, {self.high:+.1%}]"
@@ -145,20 +149,6 @@ class CheckReport:
         return not self.regressions
 
 
-def seeds_for(scenario: Scenario, n: int) -> list[int]:
-    """``n`` seeds from the scenario's own: seed, seed + 1, ..."""
-    if n < 1:
-        raise ConfigError(f"--seeds must be at least 1 (got {n})", field="--seeds")
-    return [scenario.seed + i for i in range(n)]
-
-
-def run_seeds(
-    scenario: Scenario, seeds: Sequence[int], executor: Executor | None = None
-) -> list[dict[str, Any]]:
-    """The summary of ``scenario`` under each seed, in seed order (NaN as None)."""
-    return run_many([scenario.with_overrides({"seed": s}) for s in seeds], executor)
-
-
 def per_metric(summaries: list[dict[str, Any]]) -> dict[str, list[float]]:
     """Summaries (one per seed) as metric -> values by seed (NaN where a run lacks one)."""
     keys: list[str] = []
@@ -206,13 +196,6 @@ def compare(
 # --- the committed baseline -----------------------------------------------------------------
 
 
-def scenario_digest(scenario: Scenario) -> str:
-    """SHA-256 of the resolved scenario, seed excluded: what a baseline was computed for."""
-    data = scenario.model_dump(mode="json")
-    data.pop("seed", None)
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-
-
 def write_baseline(
     path: Path, runs: dict[str, tuple[Scenario, list[int], dict[str, list[float]]]]
 ) -> None:
@@ -222,7 +205,7 @@ def write_baseline(
         "format": BASELINE_FORMAT,
         "scenarios": {
             name: {
-                "digest": scenario_digest(sc),
+                "digest": scenario_digest(sc, seed=False),
                 "seeds": seeds,
                 "metrics": {k: [None if math.isnan(v) else v for v in vs] for k, vs in m.items()},
             }

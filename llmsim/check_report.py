@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 
 from llmsim.check import CONFIDENCE, CheckReport, MetricCheck
+from llmsim.render import markdown_table
 
 
 def headline(report: CheckReport) -> str:
@@ -41,21 +42,14 @@ def tolerance(c: MetricCheck) -> str:
 
 
 def to_markdown(report: CheckReport) -> str:
-    lines = [
-        f"### llmsim check: {headline(report)}",
-        "",
-        method(report),
-        "",
-        "| scenario | metric | baseline | candidate | change [CI] | tolerance | verdict |",
-        "|---|---|---:|---:|---|---:|---|",
-    ]
-    for c in report.checks:
-        verdict = f"**{c.verdict}**" if c.regressed else c.verdict
-        lines.append(
-            f"| {c.scenario} | `{c.metric}` | {mean(c.baseline)} | {mean(c.candidate)} | "
-            f"{c.describe()} | {tolerance(c)} | {verdict} |"
-        )
-    return "\n".join(lines) + "\n"
+    head = ("scenario", "metric", "baseline", "candidate", "change [CI]", "tolerance", "verdict")
+    rows = [
+        [c.scenario, f"`{c.metric}`", mean(c.baseline), mean(c.candidate), c.describe(),
+         tolerance(c), f"**{c.verdict}**" if c.regressed else c.verdict]
+        for c in report.checks
+    ]  # fmt: skip
+    lines = [f"### llmsim check: {headline(report)}", "", method(report), ""]
+    return "\n".join(lines + markdown_table(head, rows, right=(2, 3, 5))) + "\n"
 
 
 def to_junit(report: CheckReport) -> str:

@@ -132,9 +132,13 @@ class RayExecutor:
             self._ray.shutdown()
 
 
-def make_executor(kind: ExecutorKind, workers: int, address: str | None = None) -> Executor:
-    """The executor for ``--executor kind`` with ``-j workers``; ``process`` with one worker
-    runs in this process."""
+def make_executor(
+    kind: ExecutorKind, workers: int | None = None, address: str | None = None
+) -> Executor:
+    """The executor for ``--executor kind`` with ``-j workers`` (None: the CPUs this process
+    may use); ``process`` with one worker runs in this process."""
+    if workers is None:
+        workers = default_workers()
     if workers < 1:
         raise ConfigError(f"-j must be at least 1 (got {workers})", field="-j")
     if address is not None and kind != "ray":

@@ -27,11 +27,11 @@ from typing import Any
 from llmsim.errors import ConfigError, LlmsimError
 from llmsim.executors import Executor, LocalExecutor
 from llmsim.hardware import get_hardware
+from llmsim.metric_names import LATENCIES, STATISTICS, metric_key
 from llmsim.scenario import Scenario
-from llmsim.sweep import SATURATION_RATIO, run_many
+from llmsim.search import bisection, offline
+from llmsim.sweep import SATURATION_RATIO, run_many, run_seeds, seed_mean, seed_values, seeds_for
 
-LATENCY_NAMES = {"ttft": "ttft", "tpot": "tpot", "itl": "itl", "e2e": "e2el", "e2el": "e2el"}
-PERCENTILE_NAMES = {"mean": "mean", "p50": "median", "median": "median", "p90": "p90", "p99": "p99"}
 MAX_REPLICAS = 4096
 GROWTH_CAP = 8
 """The search gives up above this many times the per-replica estimate."""
@@ -79,13 +79,13 @@ def parse_slo(text: str) -> SLO:
         raise ConfigError(f"limit '{raw}' of '{text}' is not a number", field="--slo") from None
     if ":" in name:
         lat, _, pct = name.partition(":")
-        if lat not in LATENCY_NAMES or pct not in PERCENTILE_NAMES:
+        if lat not in LATENCIES or pct not in STATISTICS:
             raise ConfigError(
-                f"unknown SLO metric '{name}'; valid: {'/'.join(LATENCY_NAMES)} with "
-                f":{'/'.join(PERCENTILE_NAMES)}, goodput, slo_attainment or a summary key",
+                f"unknown SLO metric '{name}'; valid: {'/'.join(LATENCIES)} with "
+                f":{'/'.join(STATISTICS)}, goodput, slo_attainment or a summary key",
                 field="--slo",
             )
-        metric = f"{PERCENTILE_NAMES[pct]}_{LATENCY_NAMES[lat]}_ms"
+        metric = metric_key(lat, pct)
     else:
         metric = name
     return SLO(text.strip(), metric, limit, op.startswith("<"))
@@ -152,11 +152,7 @@ class CandidatePlan:
 
     def mean(self, key: str) -> float:
         run = self.chosen
-        if run is None:
-            return math.nan
-        values = [s.get(key) for s in run.summaries]
-        nums = [float(v) for v in values if v is not None]
-        return sum(nums) / len(nums) if nums else math.nan
+        return seed_mean(run.summaries, key) if run is not None else math.nan
 
     @property
     def output_tokens_per_s(self) -> float:
@@ -210,12 +206,6 @@ def judge(summary: dict[str, Any], slos: Sequence[SLO], rate: float) -> tuple[bo
     return True, ""
 
 
-def _run(
-    scenario: Scenario, overrides: list[dict[str, Any]], executor: Executor
-) -> list[dict[str, Any]]:
-    return run_many([scenario.with_overrides(o) for o in overrides], executor)
-
-
 def sustained_rate(
     scenario: Scenario,
     slos: Sequence[SLO],
@@ -229,10 +219,8 @@ def sustained_rate(
     """The highest Poisson rate a fleet of ``replicas`` serves within the SLOs under every
     seed (default: the scenario's), by bisection between a 64th of the fleet's offline
     capacity and that capacity; 0 when even the lowest fails."""
-    n = scenario.workload.num_requests or 1000
-    offline = {"workload.arrival": {"kind": "batch"}, "workload.num_requests": n,
-               "workload.duration_s": None, "data_parallel": replicas}  # fmt: skip
-    first = _run(scenario, [offline], executor)[0]
+    fleet = {**offline(scenario), "data_parallel": replicas}
+    first = run_many([scenario.with_overrides(fleet)], executor)[0]
     for slo in slos:
         if slo.metric not in first:
             needs_slo = slo.metric in ("goodput", "slo_attainment")
@@ -247,18 +235,12 @@ def sustained_rate(
 
     def ok(rate: float) -> bool:
         base = {"workload.arrival.rate": rate, "data_parallel": replicas}
-        runs = _run(scenario, [{**base, "seed": s} for s in seed_list], executor)
+        runs = run_seeds(scenario.with_overrides(base), seed_list, executor)
         return all(judge(s, slos, rate)[0] for s in runs)
 
-    lo, hi = cap / 64, cap
-    if not ok(lo):
+    if not ok(cap / 64):
         return 0.0
-    for _ in range(max_runs):
-        if hi - lo <= rel_tol * hi:
-            break
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
-    return lo
+    return bisection(ok, cap / 64, cap, rel_tol=rel_tol, max_runs=max_runs)[0]
 
 
 def per_replica_rate(scenario: Scenario, slos: Sequence[SLO], executor: Executor) -> float:
@@ -282,7 +264,7 @@ def size_fleet(
             if progress:
                 progress(f"{plan.candidate.label}: {n} replicas x {len(seeds)} seeds")
             base = {"data_parallel": n, "workload.arrival.rate": rate}
-            runs = _run(plan.scenario, [{**base, "seed": s} for s in seeds], executor)
+            runs = run_seeds(plan.scenario.with_overrides(base), seeds, executor)
             verdicts = [judge(s, slos, rate) for s in runs]
             plan.fleets[n] = FleetRun(n, runs, [v[0] for v in verdicts], [v[1] for v in verdicts])
         return plan.fleets[n]
@@ -347,15 +329,13 @@ def plan_capacity(
     answer last). A candidate whose runs fail is kept with its error."""
     if rate <= 0:
         raise ConfigError(f"the target rate must be > 0 (got {rate:g})", field="--rate")
-    if seeds < 1:
-        raise ConfigError(f"--seeds must be at least 1 (got {seeds})", field="--seeds")
     if not slos:
         raise ConfigError("give at least one SLO, e.g. --slo ttft:p99<2000", field="--slo")
     executor = executor or LocalExecutor()
     plans = []
     for cand in candidates:
         plan = prepare(base, cand, rate, prices or {})
-        seed_list = [plan.scenario.seed + i for i in range(seeds)]
+        seed_list = seeds_for(plan.scenario, seeds)
         try:
             if progress:
                 progress(f"{cand.label}: one replica's rate within the SLOs")
@@ -383,8 +363,8 @@ def warnings(plan: CandidatePlan, slos: Sequence[SLO]) -> list[str]:
     if run is None:
         return out
     for slo in slos:
-        values = [s.get(slo.metric) for s in run.summaries]
-        worst = min((slo.margin(v) for v in values if v is not None), default=math.nan)
+        values = seed_values(run.summaries, slo.metric)
+        worst = min((slo.margin(v) for v in values), default=math.nan)
         if worst < NEAR_EDGE:
             out.append(f"{slo.text}: the worst seed is {worst:.0%} inside the limit")
     if any(s.get("extrapolated") for s in run.summaries):

@@ -9,7 +9,6 @@ legend, since the lower one cannot be seen.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -18,6 +17,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.ticker import NullFormatter
 
+from llmsim.metric_names import KEY, LATENCIES, LATENCY_LABELS
 from llmsim.metrics import Weighted
 from llmsim.result import SimulationResult
 from llmsim.scenario import Scenario
@@ -40,14 +40,6 @@ LABELS = {
 }
 """Axis labels of keys whose generic label (see :func:`label`) would read worse."""
 
-_METRICS = {
-    "ttft": "TTFT",
-    "tpot": "TPOT",
-    "itl": "ITL",
-    "e2el": "E2E latency",
-    "queue": "queueing",
-}
-_METRIC_KEY = re.compile(r"^(mean|median|std|p\d+(?:\.\d+)?)_(ttft|tpot|itl|e2el|queue)_ms$")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
 
@@ -57,9 +49,9 @@ def label(name: str) -> str:
     "block size"."""
     if name in LABELS:
         return LABELS[name]
-    m = _METRIC_KEY.match(name)
+    m = KEY.match(name)
     if m:
-        return f"{m.group(1)} {_METRICS[m.group(2)]} (ms)"
+        return f"{m.group(1)} {LATENCY_LABELS[m.group(2)]} (ms)"
     return name.rsplit(".", 1)[-1].replace("_", " ")
 
 
@@ -89,6 +81,31 @@ def _title(ax: Axes, title: str, scenario: Scenario | None) -> None:
         lines.append(describe(scenario))
     if lines:
         ax.set_title("\n".join(lines), fontsize=10)
+
+
+def _finish(
+    ax: Axes,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    scenario: Scenario | None,
+    *,
+    logx: bool = False,
+    logy: bool = False,
+    minor_grid: bool = False,
+) -> Axes:
+    """Label the axes, set their log scales, add the legend and the grid (at the minor ticks
+    too with ``minor_grid``) and the title."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.legend()
+    ax.grid(alpha=0.3, which="both" if minor_grid else "major")
+    _title(ax, title, scenario)
+    return ax
 
 
 def _same(a: pd.DataFrame, b: pd.DataFrame, x: str, y: str) -> bool:
@@ -129,14 +146,8 @@ def curves(
             label=shown,
         )
         drawn.append((name, df))
-    ax.set_xlabel(label(x))
-    ax.set_ylabel(label(y))
-    if logy:
-        ax.set_yscale("log")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    _title(ax, f"{label(y)} vs {label(x)}" if title is None else title, scenario)
-    return ax
+    title = f"{label(y)} vs {label(x)}" if title is None else title
+    return _finish(ax, label(x), label(y), title, scenario, logy=logy)
 
 
 def tradeoff(
@@ -214,20 +225,15 @@ def over_time(
     (rejected, unfinished) are left out. To compare a trace replayed at different speeds, put
     each run's arrivals on the trace's clock first (``arrival * time_scale``)."""
     ax = _ax(ax)
-    key = f"p{quantile * 100:g}_{'e2el' if column == 'e2e' else column}_ms"
+    key = f"p{quantile * 100:g}_{LATENCIES.get(column, column)}_ms"
     for name, frame in runs.items():
         done = frame[[time, column]].dropna()
         window = np.floor(done[time].to_numpy(float) / window_s)
         q = done.groupby(window)[column].quantile(quantile)
         ax.plot((q.index.to_numpy() + 0.5) * window_s, q.to_numpy() * 1e3, lw=1.0, label=name)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(f"{label(key)}, {window_s:g} s windows")
-    if logy:
-        ax.set_yscale("log")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
-    _title(ax, f"{label(key).replace(' (ms)', '')} over time" if title is None else title, scenario)
-    return ax
+    ylabel = f"{label(key)}, {window_s:g} s windows"
+    title = f"{label(key).replace(' (ms)', '')} over time" if title is None else title
+    return _finish(ax, xlabel, ylabel, title, scenario, logy=logy, minor_grid=True)
 
 
 def cdf(
@@ -253,14 +259,8 @@ def cdf(
             v = v[~np.isnan(v)]
             c = np.arange(1, len(v) + 1) / len(v)
         ax.step(v * scale, c, where="post", label=name)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("fraction of samples")
-    if logx:
-        ax.set_xscale("log")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    _title(ax, f"distribution of {xlabel}" if title is None else title, scenario)
-    return ax
+    title = f"distribution of {xlabel}" if title is None else title
+    return _finish(ax, xlabel, "fraction of samples", title, scenario, logx=logx)
 
 
 def fidelity(

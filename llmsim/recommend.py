@@ -24,8 +24,9 @@ from llmsim.config_io import load_model_file
 from llmsim.errors import ConfigError
 from llmsim.executors import Executor, LocalExecutor
 from llmsim.plan import SLO, judge, parse_slo
+from llmsim.render import short
 from llmsim.scenario import Scenario, load_scenario
-from llmsim.sweep import run_many
+from llmsim.sweep import run_many, seed_mean, seed_values, seeds_for
 
 
 class OptionSpec(BaseModel):
@@ -85,8 +86,7 @@ class OptionResult:
         return not any(self.reasons)
 
     def mean(self, key: str) -> float:
-        nums = [float(v) for s in self.summaries if (v := s.get(key)) is not None]
-        return sum(nums) / len(nums) if nums else math.nan
+        return seed_mean(self.summaries, key)
 
     @property
     def why_not(self) -> str:
@@ -143,8 +143,7 @@ class WorkloadResult:
         ranked = self.ranked()
         if len(ranked) < 2 or not ranked[1].qualifies:
             return ""
-        spans = [[float(v) for s in o.summaries if (v := s.get(self.metric)) is not None]
-                 for o in ranked[:2]]  # fmt: skip
+        spans = [seed_values(o.summaries, self.metric) for o in ranked[:2]]
         if not all(spans) or max(spans[0]) < min(spans[1]) or max(spans[1]) < min(spans[0]):
             return ""
         return (
@@ -173,7 +172,7 @@ class WorkloadResult:
 
 def _fmt(metric: str, value: float) -> str:
     unit = " ms" if metric.endswith("_ms") else ""
-    return f"{metric} {value:,.4g}{unit}"
+    return f"{metric} {short(value)}{unit}"
 
 
 def _mechanism(note: OptionResult, best: OptionResult) -> str:
@@ -215,8 +214,6 @@ def recommend(
     seeds (default: the manifest's), the scenario's seed and the next ones."""
     manifest = load_manifest(path)
     n = seeds if seeds is not None else manifest.seeds
-    if n < 1:
-        raise ConfigError(f"--seeds must be at least 1 (got {n})", field="--seeds")
     executor = executor or LocalExecutor()
     folder = Path(path).parent
     results = []
@@ -227,6 +224,7 @@ def recommend(
         except ConfigError as exc:
             raise ConfigError(exc.reason, source=str(path), field=f"{where}.slos") from None
         sc = load_scenario(folder / w.scenario)
+        seed_list = seeds_for(sc, n)
         if progress:
             progress(f"{w.name}: {len(w.options)} options x {n} seeds")
         variants = []
@@ -240,7 +238,7 @@ def recommend(
                     source=str(path),
                     field=f"{where}.set",
                 ) from None
-            variants += [variant.with_overrides({"seed": sc.seed + k}) for k in range(n)]
+            variants += [variant.with_overrides({"seed": s}) for s in seed_list]
         summaries = run_many(variants, executor)
         options = []
         for j, o in enumerate(w.options):
@@ -287,7 +285,7 @@ def detail_rows(r: WorkloadResult) -> list[list[str]]:
         [
             o.spec.label,
             ", ".join(o.spec.strategies),
-            f"{r.value(o):,.4g}",
+            short(r.value(o)),
             "yes" if o.qualifies else f"no: {o.why_not}",
         ]
         for o in r.ranked()

@@ -11,24 +11,13 @@ from matplotlib.figure import Figure
 
 from llmsim.plots import label
 from llmsim.recommend import DETAIL_HEAD, TABLE_HEAD, WorkloadResult, detail_rows, table_rows
-from llmsim.report import png_base64
+from llmsim.render import html_table, inline_png, markdown_table, short
 
 INTRO = (
     "The field note's practical recommendations, each workload simulated under every option "
     "listed; the option that meets the SLOs under every seed (no rejected request, no "
     "overload) with the best objective is the simulation's recommendation."
 )
-
-
-def _md_table(head: Sequence[str], rows: list[list[str]]) -> list[str]:
-    def cell(c: str) -> str:
-        return c.replace("|", "\\|")
-
-    return [
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
-        *("| " + " | ".join(cell(c) for c in r) + " |" for r in rows),
-    ]
 
 
 def _question(r: WorkloadResult, seeds: int) -> str:
@@ -41,10 +30,10 @@ def _question(r: WorkloadResult, seeds: int) -> str:
 
 def to_markdown(results: Sequence[WorkloadResult]) -> str:
     lines = ["# The field note's recommendations, simulated", "", INTRO, ""]
-    lines += _md_table(TABLE_HEAD, table_rows(results))
+    lines += markdown_table(TABLE_HEAD, table_rows(results))
     for r in results:
         lines += ["", f"## {r.spec.name}", "", _question(r, len(r.best.summaries)), ""]
-        lines += _md_table(DETAIL_HEAD, detail_rows(r))
+        lines += markdown_table(DETAIL_HEAD, detail_rows(r))
     return "\n".join(lines) + "\n"
 
 
@@ -60,7 +49,7 @@ def figure(r: WorkloadResult) -> Figure:
         ax.barh(yi, 0 if math.isnan(v) else v, color="tab:blue" if o.qualifies else "lightgrey",
                 hatch="" if o.qualifies else "//", edgecolor="black" if note else "none",
                 linewidth=1.5 if note else 0)  # fmt: skip
-        text = f"{v:,.4g}" + ("" if o.qualifies else " (misses SLOs)")
+        text = short(v) + ("" if o.qualifies else " (misses SLOs)")
         ax.text(0 if math.isnan(v) else v, yi, " " + text, va="center", fontsize=8)
     ax.set_yticks(y, [o.spec.label + (" [note]" if o is r.note_option else "") for o in ranked],
                   fontsize=8)  # fmt: skip
@@ -80,20 +69,13 @@ def figure(r: WorkloadResult) -> Figure:
 def to_html(results: Sequence[WorkloadResult]) -> str:
     """One file, no external resources: the table, then per workload its options and figure."""
     e = html.escape
-
-    def table(head: Sequence[str], rows: list[list[str]]) -> str:
-        h = "".join(f"<th>{e(c)}</th>" for c in head)
-        b = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
-        return f"<table><thead><tr>{h}</tr></thead><tbody>{b}</tbody></table>"
-
-    parts = [table(TABLE_HEAD, table_rows(results))]
+    parts = [html_table(TABLE_HEAD, table_rows(results))]
     for r in results:
-        img = png_base64(figure(r))
+        img = inline_png(figure(r), f"{r.spec.name}: objective per option")
         parts.append(
             f"<h2>{e(r.spec.name)}</h2><p>{e(_question(r, len(r.best.summaries)))}</p>"
-            + table(DETAIL_HEAD, detail_rows(r))
-            + f'<p><img alt="{e(r.spec.name)}: objective per option" '
-            f'src="data:image/png;base64,{img}"></p>'
+            + html_table(DETAIL_HEAD, detail_rows(r))
+            + f"<p>{img}</p>"
         )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">

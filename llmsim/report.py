@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,6 +12,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from llmsim.plan import SLO, CandidatePlan, pareto, warnings
+from llmsim.render import html_table, inline_png, markdown_table
+from llmsim.sweep import seed_mean, seed_values
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,9 @@ def rows(plans: Sequence[CandidatePlan], slos: Sequence[SLO]) -> list[list[str]]
         run = p.chosen
         assert run is not None
         for slo in slos:
-            vals = [s.get(slo.metric) for s in run.summaries]
-            nums = [float(v) for v in vals if v is not None]
+            nums = seed_values(run.summaries, slo.metric)
             worst = max(nums) if slo.upper else min(nums)
-            cells.append(f"{sum(nums) / len(nums):,.1f} (worst {worst:,.1f})")
+            cells.append(f"{seed_mean(run.summaries, slo.metric):,.1f} (worst {worst:,.1f})")
         out.append(cells)
     return out
 
@@ -165,41 +164,30 @@ def to_markdown(plans: Sequence[CandidatePlan], q: Question) -> str:
     slos = list(q.slos)
     head = [*HEAD, *(s.metric for s in slos)]
     lines = ["# Capacity plan", "", q.sentence(), "", *recommendation(plans), ""]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows(plans, slos)]
+    lines += markdown_table(head, rows(plans, slos))
     lines += ["", "## Assumptions and warnings", ""]
     lines += [f"- {a}" for a in assumptions(plans, q)]
     return "\n".join(lines) + "\n"
-
-
-def png_base64(fig: Figure) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def to_html(plans: Sequence[CandidatePlan], q: Question) -> str:
     """One file, no external resources: the table, the figure as an inline PNG."""
     slos = list(q.slos)
     e = html.escape
-    head = "".join(f"<th>{e(h)}</th>" for h in [*HEAD, *(s.metric for s in slos)])
-    body = "".join(
-        "<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows(plans, slos)
-    )
+    table = html_table([*HEAD, *(s.metric for s in slos)], rows(plans, slos))
     recs = "".join(f"<p><strong>{e(line)}</strong></p>" for line in recommendation(plans))
     notes = "".join(f"<li>{e(a)}</li>" for a in assumptions(plans, q))
-    img = png_base64(figure(plans, slos))
-    front = png_base64(frontier(plans))
+    img = inline_png(figure(plans, slos), "fleet sizes simulated")
+    front = inline_png(frontier(plans), "Pareto frontier")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Capacity plan: {e(q.scenario)}</title>
 <style>body{{font-family:sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}}
 td:first-child,th:first-child{{text-align:left}}</style></head>
 <body><h1>Capacity plan</h1><p>{e(q.sentence())}</p>{recs}
-<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
-<h2>The search</h2><img alt="fleet sizes simulated" src="data:image/png;base64,{img}">
+{table}
+<h2>The search</h2>{img}
 <h2>Throughput per GPU and per-user speed</h2>
-<img alt="Pareto frontier" src="data:image/png;base64,{front}">
+{front}
 <h2>Assumptions and warnings</h2><ul>{notes}</ul></body></html>
 """

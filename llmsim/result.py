@@ -58,7 +58,7 @@ class SimulationResult:
     def summary_json(self) -> str:
         """summary.json's text: the summary (NaN as null), with ``priced_by`` and ``warnings``
         as lists of lines, keys sorted."""
-        record: dict[str, Any] = {**_json_ready(self.summary), "priced_by": self.provenance}
+        record: dict[str, Any] = {**json_ready(self.summary), "priced_by": self.provenance}
         record["warnings"] = self.warnings
         return json.dumps(record, indent=2, sort_keys=True) + "\n"
 
@@ -112,6 +112,6 @@ def check_output_folder(out_dir: str | Path) -> None:
     check_folder(Path(out_dir), RUN_FILES)
 
 
-def _json_ready(summary: dict[str, float]) -> dict[str, Any]:
-    """NaN is not JSON: write it as null."""
+def json_ready(summary: dict[str, Any]) -> dict[str, Any]:
+    """A summary as JSON can hold it: NaN (which JSON lacks) as None, other values as they are."""
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}

@@ -1,18 +1,16 @@
 """Finished runs kept on disk, keyed by the scenario that produced them.
 
-A key is the SHA-256 of the resolved scenario (every field spelled out, as ``Scenario.to_yaml``
-writes it) and the llmsim version, so two runs share a key exactly when they would give the
-same result. Each record is one small JSON file written atomically: a run interrupted at any
-moment leaves every finished record whole and none half-written. What the scenario refers to
-by name (a trace file, a custom policy's code) is not part of the key: after changing those,
-start from an empty folder.
+A key is the SHA-256 of the resolved scenario (every field spelled out) and the llmsim version, so
+two runs share a key exactly when they would give the same result. Each record is one small JSON
+file written atomically: a run interrupted at any moment leaves every finished record whole and
+none half-written. What the scenario refers to by name (a trace file, a custom policy's code) is
+not part of the key: after changing those, start from an empty folder.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +18,22 @@ from llmsim.atomic import atomic_write_text
 from llmsim.scenario import Scenario
 
 
-def scenario_key(scenario: Scenario) -> str:
-    """The cache key of a resolved scenario (hex SHA-256)."""
-    from llmsim import __version__
-
-    text = f"llmsim {__version__}\n{scenario.to_yaml()}"
+def scenario_digest(scenario: Scenario, *, seed: bool = True, prefix: str = "") -> str:
+    """SHA-256 (hex) of ``prefix`` and the resolved scenario as JSON, every field, keys
+    sorted; ``seed=False`` leaves the seed out (what a check baseline was computed for, whatever
+    its seeds)."""
+    data = scenario.model_dump(mode="json")
+    if not seed:
+        data.pop("seed", None)
+    text = prefix + json.dumps(data, sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def json_ready(summary: dict[str, Any]) -> dict[str, Any]:
-    """A summary with NaN as None (JSON has no NaN) and every number a plain float."""
-    out: dict[str, Any] = {}
-    for k, v in summary.items():
-        f = float(v)
-        out[k] = None if math.isnan(f) else f
-    return out
+def scenario_key(scenario: Scenario) -> str:
+    """The cache key of a resolved scenario: its digest with the llmsim version."""
+    from llmsim import __version__
+
+    return scenario_digest(scenario, prefix=f"llmsim {__version__}\n")
 
 
 class RunCache:

@@ -29,16 +29,7 @@ def saturation_throughput(
     the most the configuration can sustain. Measured to the finish of the first
     :data:`SATURATION_QUANTILE` of the requests, so that the last few long requests, served
     alone at the end, do not set the capacity."""
-    n = num_requests or scenario.workload.num_requests or 1000
-    res = run_with(
-        scenario,
-        {
-            **(fixed or {}),
-            "workload.arrival": {"kind": "batch"},
-            "workload.num_requests": n,
-            "workload.duration_s": None,
-        },
-    )
+    res = run_with(scenario, {**(fixed or {}), **offline(scenario, num_requests)})
     finish = np.sort(res.requests.loc[res.requests["status"] == "finished", "finish"].to_numpy())
     if not len(finish):
         return 0.0
@@ -49,6 +40,17 @@ def saturation_throughput(
 
 SATURATION_QUANTILE = 0.99
 """Share of an offline run's requests whose finish measures saturation throughput."""
+
+
+def offline(scenario: Scenario, num_requests: int | None = None) -> dict[str, Any]:
+    """The overrides of an offline run: ``num_requests`` (default: the scenario's, else 1000)
+    all present at t=0."""
+    n = num_requests or scenario.workload.num_requests or 1000
+    return {
+        "workload.arrival": {"kind": "batch"},
+        "workload.num_requests": n,
+        "workload.duration_s": None,
+    }
 
 
 def max_rate_under(
@@ -69,15 +71,7 @@ def max_rate_under(
         return lo
     if ok(hi):
         return hi
-    for _ in range(max_runs):
-        if hi - lo <= rel_tol * hi:
-            break
-        mid = (lo + hi) / 2
-        if ok(mid):
-            lo = mid
-        else:
-            hi = mid
-    return lo
+    return bisection(ok, lo, hi, rel_tol=rel_tol, max_runs=max_runs)[0]
 
 
 def crossover_rate(
@@ -101,15 +95,29 @@ def crossover_rate(
     g_lo, g_hi = gap(lo), gap(hi)
     if (g_lo < 0) == (g_hi < 0):
         return None
+
+    def same_side_as_lo(rate: float) -> bool:
+        return (gap(rate) < 0) == (g_lo < 0)
+
+    lo, hi = bisection(same_side_as_lo, lo, hi, rel_tol=rel_tol, max_runs=max_runs)
+    return (lo + hi) / 2
+
+
+def bisection(
+    ok: Callable[[float], bool], lo: float, hi: float, *, rel_tol: float, max_runs: int
+) -> tuple[float, float]:
+    """Narrow [lo, hi], where ``ok(lo)`` holds and ``ok(hi)`` does not, by halving it until it
+    is within ``rel_tol`` of ``hi`` or ``ok`` has been called ``max_runs`` times; the final
+    (lo, hi)."""
     for _ in range(max_runs):
         if hi - lo <= rel_tol * hi:
             break
         mid = (lo + hi) / 2
-        if (gap(mid) < 0) == (g_lo < 0):
+        if ok(mid):
             lo = mid
         else:
             hi = mid
-    return (lo + hi) / 2
+    return lo, hi
 
 
 def _meets(

@@ -9,6 +9,7 @@ every executor and whether a point was computed now or read back from the cache.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -21,10 +22,11 @@ import pandas as pd
 from llmsim.atomic import atomic_write
 from llmsim.diagnostics import provenance
 from llmsim.engine import simulate
-from llmsim.errors import LlmsimError
+from llmsim.errors import ConfigError, LlmsimError
 from llmsim.executors import Executor, LocalExecutor
 from llmsim.grid import Axis, points
-from llmsim.run_cache import RunCache, json_ready, scenario_key
+from llmsim.result import json_ready
+from llmsim.run_cache import RunCache, scenario_key
 from llmsim.scenario import Scenario
 from llmsim.search import crossover_rate, max_rate_under, run_with, saturation_throughput
 
@@ -37,9 +39,13 @@ __all__ = [
     "max_rate_under",
     "run_many",
     "run_point",
+    "run_seeds",
     "run_sweep",
     "run_with",
     "saturation_throughput",
+    "seed_mean",
+    "seed_values",
+    "seeds_for",
     "sweep",
 ]
 
@@ -87,8 +93,8 @@ def sweep(
 def run_point(job: tuple[str, str]) -> dict[str, Any]:
     """Simulate one resolved scenario, given as (YAML text, source); the executors' task.
 
-    Returns ``{"summary": {...}}``, or ``{"error": "..."}`` when the run fails, so that one
-    failing point never stops the others."""
+    Returns ``{"summary": {...}}`` (every number a float, NaN as None), or ``{"error": "..."}``
+    when the run fails, so that one failing point never stops the others."""
     text, source = job
     try:
         summary = simulate(Scenario.from_yaml(text, source)).summary
@@ -96,7 +102,7 @@ def run_point(job: tuple[str, str]) -> dict[str, Any]:
         return {"error": str(exc)}
     except Exception as exc:  # a bug or a custom policy's own error: report, do not stop
         return {"error": f"{type(exc).__name__}: {exc}"}
-    return {"summary": json_ready(summary)}
+    return {"summary": json_ready({k: float(v) for k, v in summary.items()})}
 
 
 def run_many(
@@ -112,6 +118,31 @@ def run_many(
             raise LlmsimError(f"{sc.source} (seed {sc.seed}): {reply['error']}")
         out[i] = reply["summary"]
     return out
+
+
+def seeds_for(scenario: Scenario, n: int) -> list[int]:
+    """``n`` seeds from the scenario's own: seed, seed + 1, ..."""
+    if n < 1:
+        raise ConfigError(f"--seeds must be at least 1 (got {n})", field="--seeds")
+    return [scenario.seed + i for i in range(n)]
+
+
+def run_seeds(
+    scenario: Scenario, seeds: Sequence[int], executor: Executor | None = None
+) -> list[dict[str, Any]]:
+    """The summary of ``scenario`` under each seed, in seed order (NaN as None)."""
+    return run_many([scenario.with_overrides({"seed": s}) for s in seeds], executor)
+
+
+def seed_values(summaries: Sequence[dict[str, Any]], key: str) -> list[float]:
+    """``key`` in each summary (one per seed) that reports it."""
+    return [float(v) for s in summaries if (v := s.get(key)) is not None]
+
+
+def seed_mean(summaries: Sequence[dict[str, Any]], key: str) -> float:
+    """The mean of ``key`` over the summaries that report it; NaN when none does."""
+    nums = seed_values(summaries, key)
+    return sum(nums) / len(nums) if nums else math.nan
 
 
 @dataclass(frozen=True)

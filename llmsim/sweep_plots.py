@@ -23,24 +23,19 @@ from matplotlib.lines import Line2D
 from llmsim.atomic import atomic_write
 from llmsim.errors import ConfigError
 from llmsim.grid import Axis
+from llmsim.metric_names import LATENCY_LABELS, STATISTICS, metric_key
 
 RATE_PATHS = ("workload.rate", "workload.arrival.rate")
-LATENCIES = (("ttft", "TTFT"), ("tpot", "TPOT"), ("e2el", "E2E latency"))
-PERCENTILE_KEYS = {"mean": "mean", "p50": "median", "median": "median", "p90": "p90", "p99": "p99"}
+LATENCIES = tuple((lat, LATENCY_LABELS[lat]) for lat in ("ttft", "tpot", "e2el"))
 STYLES = ("-", "--", ":", "-.")
-
-
-def metric_key(latency: str, percentile: str) -> str:
-    """``("ttft", "p99")`` -> ``"p99_ttft_ms"`` (the summary's name)."""
-    return f"{PERCENTILE_KEYS[percentile]}_{latency}_ms"
 
 
 def check_percentiles(percentiles: Sequence[str]) -> list[str]:
     """The percentiles named for the plots, refused in one line when unknown."""
     for p in percentiles:
-        if p not in PERCENTILE_KEYS:
+        if p not in STATISTICS:
             raise ConfigError(
-                f"unknown percentile '{p}'; valid: {', '.join(PERCENTILE_KEYS)}",
+                f"unknown percentile '{p}'; valid: {', '.join(STATISTICS)}",
                 field="--percentile",
             )
     return list(percentiles)

@@ -94,7 +94,7 @@ def check(
     regression beyond the tolerance, 0 otherwise, 2 on bad input."""
     from llmsim.check import DEFAULT_METRICS, check_scenarios, parse_tolerances, read_baseline
     from llmsim.check_report import to_junit, to_markdown
-    from llmsim.executors import default_workers, make_executor
+    from llmsim.executors import make_executor
 
     try:
         bases = [load(p, overrides) for p in scenarios]
@@ -119,8 +119,7 @@ def check(
                 field="--candidate",
             )
         default_tol, per_tol = parse_tolerances(tolerances or [], 0.05)
-        workers = jobs if jobs is not None else default_workers()
-        pool = make_executor("process", workers)
+        pool = make_executor("process", jobs)
         if update_baseline:
             assert baseline is not None
             _update(baseline, bases, seeds, pool)
@@ -176,7 +175,8 @@ def _stored(
     path: Path,
     n: int,
 ) -> dict[str, list[float]]:
-    from llmsim.check import scenario_digest, seeds_for
+    from llmsim.run_cache import scenario_digest
+    from llmsim.sweep import seeds_for
 
     entry = stored.get(sc.name)
     if entry is None:
@@ -186,7 +186,7 @@ def _stored(
             source=str(path),
             field="scenarios",
         )
-    if entry.get("digest") != scenario_digest(sc):
+    if entry.get("digest") != scenario_digest(sc, seed=False):
         raise ConfigError(
             f"scenario '{sc.name}' changed since the baseline was written (its settings, not "
             "the code, differ); rewrite it with --update-baseline",
@@ -205,7 +205,8 @@ def _stored(
 
 
 def _update(path: Path, bases: list[Scenario], n: int, pool: Executor) -> None:
-    from llmsim.check import per_metric, run_seeds, seeds_for, write_baseline
+    from llmsim.check import per_metric, write_baseline
+    from llmsim.sweep import run_seeds, seeds_for
 
     runs = {}
     for sc in bases:
@@ -229,7 +230,7 @@ def _print(report: CheckReport) -> None:
     t.add_column("tol.", justify="right")
     t.add_column("verdict")
     for c in report.checks:
-        change = c.describe() if not c.failures else f"{sum(c.baseline):g} -> {sum(c.candidate):g}"
+        change = c.counts() if c.failures else c.describe()
         tol = "+0" if c.failures else f"{c.tolerance:.0%}"
         cells = [c.metric, mean(c.baseline), mean(c.candidate), change, tol, SHORT[c.verdict]]
         t.add_row(*([c.scenario] if several else []), *cells)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from llmsim.errors import LlmsimError
 
@@ -50,6 +51,21 @@ SetOpt = Annotated[
         "--set policy.max_num_seqs=64. Repeatable.",
     ),
 ]
+
+
+def progress_bar(counts: str, *, disable: bool = False) -> Progress:
+    """A progress bar on stderr that goes away when done: the task's description, the bar,
+    ``counts`` (the task's fields in rich's format, e.g. ``{task.completed}/{task.total}``) and
+    the time elapsed."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn(counts),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=disable,
+    )
 
 
 def warn(text: str) -> None:

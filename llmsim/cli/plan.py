@@ -77,7 +77,7 @@ def plan(
 ) -> None:
     """Size each candidate's fleet by simulating it at the target load, rank them by cost,
     and write a Markdown and a self-contained HTML report."""
-    from llmsim.executors import default_workers, make_executor
+    from llmsim.executors import make_executor
     from llmsim.plan import Candidate, parse_candidate, parse_slo, plan_capacity, warnings
     from llmsim.report import HEAD, Question, recommendation, rows, to_html, to_markdown
 
@@ -95,8 +95,7 @@ def plan(
                 raise ConfigError(
                     f"'{item}' must be GPU=USD per hour, e.g. H100-SXM=2.5", field="--price"
                 ) from None
-        workers = jobs if jobs is not None else default_workers()
-        pool = make_executor("process", workers)
+        pool = make_executor("process", jobs)
         if (rate is None) == (replicas is None):
             raise ConfigError(
                 "give --rate (the fleet for a load) or --replicas (the load for a fleet)",
@@ -108,7 +107,7 @@ def plan(
         assert rate is not None
         plans = plan_capacity(
             sc, cands, parsed, rate, seeds=seeds, prices=price_map, executor=pool,
-            progress=lambda msg: err_console.print(f"[dim]{msg}[/]", highlight=False),
+            progress=_note,
         )  # fmt: skip
     except LlmsimError as exc:
         raise fail(exc) from None
@@ -132,6 +131,11 @@ def plan(
     out_console.print(f"wrote plan.md, plan.html to {folder}/")
 
 
+def _note(text: str) -> None:
+    """A line of progress on stderr, dimmed."""
+    err_console.print(f"[dim]{text}[/]", highlight=False)
+
+
 def _reverse(
     sc: Scenario,
     cands: list[Candidate],
@@ -142,6 +146,7 @@ def _reverse(
     pool: Executor,
 ) -> None:
     from llmsim.plan import prepare, sustained_rate
+    from llmsim.sweep import seeds_for
 
     if replicas < 1:
         raise ConfigError(f"--replicas must be at least 1 (got {replicas})", field="--replicas")
@@ -151,8 +156,8 @@ def _reverse(
     for cand in cands:
         rate = getattr(sc.workload.arrival, "rate", 1.0)
         p = prepare(sc, cand, rate, prices)
-        err_console.print(f"[dim]{cand.label}: bisection on the rate[/]", highlight=False)
-        seed_list = [p.scenario.seed + i for i in range(seeds)]
+        _note(f"{cand.label}: bisection on the rate")
+        seed_list = seeds_for(p.scenario, seeds)
         r = sustained_rate(p.scenario, slos, pool, replicas=replicas, seeds=seed_list)
         gpus = replicas * p.gpus_per_replica
         t.add_row(cand.label, f"{gpus} x {p.scenario.hardware}",
@@ -184,17 +189,16 @@ def recommend(
 ) -> None:
     """The field note's recommendations table from simulation: per workload, the option that
     meets its SLOs with the best objective, and where and why it differs from the note."""
-    from llmsim.executors import default_workers, make_executor
+    from llmsim.executors import make_executor
     from llmsim.recommend import TABLE_HEAD, table_rows
     from llmsim.recommend import recommend as run_recommend
     from llmsim.recommend_report import to_html as rec_html
     from llmsim.recommend_report import to_markdown as rec_markdown
 
     try:
-        workers = jobs if jobs is not None else default_workers()
         results = run_recommend(
-            manifest, seeds=seeds, executor=make_executor("process", workers),
-            progress=lambda msg: err_console.print(f"[dim]{msg}[/]", highlight=False),
+            manifest, seeds=seeds, executor=make_executor("process", jobs),
+            progress=_note,
         )  # fmt: skip
     except LlmsimError as exc:
         raise fail(exc) from None

@@ -7,17 +7,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from llmsim.cli.common import (
     ScenarioArg,
     SetOpt,
     all_written,
-    err_console,
     fail,
     load,
     out_console,
+    progress_bar,
     warn,
 )
 from llmsim.errors import ConfigError, LlmsimError
@@ -106,14 +105,7 @@ def run(
     if quiet or as_json or not sys.stderr.isatty():
         result = sim.run()
     else:
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed:,}/{task.total:,} requests"),
-            TimeElapsedColumn(),
-            console=err_console,
-            transient=True,
-        ) as bar:
+        with progress_bar("{task.completed:,}/{task.total:,} requests") as bar:
             task = bar.add_task(f"simulating {sc.name}", total=len(sim.stream))
             result = sim.run(progress=lambda done, total: bar.update(task, completed=done))
     try:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from llmsim.cli.common import ScenarioArg, SetOpt, err_console, fail, load, out_console
@@ -78,7 +77,8 @@ def sweep(
     the latency/throughput figures. Finished points are cached: running the same command
     again (after an interruption, or with more values) simulates only what is missing.
     Exits 1 when a point failed (its row says why), 2 on bad input."""
-    from llmsim.executors import default_workers, make_executor
+    from llmsim.cli.common import progress_bar
+    from llmsim.executors import make_executor
     from llmsim.grid import parse_axes
     from llmsim.sweep import run_sweep
     from llmsim.sweep_plots import check_percentiles, save_plots
@@ -93,23 +93,15 @@ def sweep(
         sc = load(scenario, overrides)
         axes = parse_axes(vary)
         pcts = check_percentiles(percentiles or ["p50", "p99"])
-        workers = jobs if jobs is not None else default_workers()
-        pool = make_executor(_kind(executor), workers, address)
+        pool = make_executor(_kind(executor), jobs, address)
     except LlmsimError as exc:
         raise fail(exc) from None
     folder = out if out is not None else Path("sweeps") / sc.name
     show = not quiet
     live = show and sys.stderr.isatty()
     try:
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} points, eta {task.fields[eta]}"),
-            TimeElapsedColumn(),
-            console=err_console,
-            transient=True,
-            disable=not live,
-        ) as bar:
+        counts = "{task.completed}/{task.total} points, eta {task.fields[eta]}"
+        with progress_bar(counts, disable=not live) as bar:
             task = bar.add_task(f"sweeping {sc.name}", total=None, eta="-")
 
             def progress(done: int, total: int, eta: float | None, o: PointOutcome) -> None:
