@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from llmsim.atomic import atomic_write_text
 from llmsim.cli.common import (
@@ -118,7 +119,7 @@ def plan(
     for h in [*HEAD, *(s.metric for s in parsed)]:
         t.add_column(h)
     for r in rows(plans, parsed):
-        t.add_row(*r)
+        t.add_row(*(Text(cell) for cell in r))
     out_console.print(t)
     for line in recommendation(plans):
         out_console.print(line, highlight=False)
@@ -133,7 +134,9 @@ def plan(
 
 def _note(text: str) -> None:
     """A line of progress on stderr, dimmed."""
-    err_console.print(f"[dim]{text}[/]", highlight=False)
+    from rich.markup import escape
+
+    err_console.print(f"[dim]{escape(text)}[/]", highlight=False)
 
 
 def _reverse(
@@ -160,7 +163,7 @@ def _reverse(
         seed_list = seeds_for(p.scenario, seeds)
         r = sustained_rate(p.scenario, slos, pool, replicas=replicas, seeds=seed_list)
         gpus = replicas * p.gpus_per_replica
-        t.add_row(cand.label, f"{gpus} x {p.scenario.hardware}",
+        t.add_row(Text(cand.label), f"{gpus} x {p.scenario.hardware}",
                   f"{gpus * p.price_per_gpu_hour:,.2f}", f"{r:,.2f}")  # fmt: skip
     out_console.print(t)
 
