@@ -12,8 +12,7 @@ import pandas as pd
 
 from llmsim.decode_spans import DecodeSpans
 from llmsim.diagnostics import extrapolation, overload
-from llmsim.metrics import requests_frame, summarize
-from llmsim.request import Request
+from llmsim.metrics import summarize
 from llmsim.result import SimulationResult
 
 if TYPE_CHECKING:
@@ -22,12 +21,11 @@ if TYPE_CHECKING:
 
 def assemble(sim: Simulation) -> SimulationResult:
     """The tables and summary of ``sim``, a finished run."""
-    requests = [r for rep in sim.replicas for r in rep.policy.finished]
-    requests += sim.unroutable
-    unfinished = len(sim.stream) - len(requests)
+    records = sim.records
+    unfinished = len(sim.stream) - len(records)
     if unfinished:  # cannot happen with work-conserving policies; guard the invariant
         raise RuntimeError(f"{unfinished} requests never finished")
-    req_df = requests_frame(requests)
+    req_df = records.frame()
     pools = {rep.index: rep.pool for rep in sim.replicas}
     req_df["pool"] = req_df["replica"].map(pools).fillna("")
     if sim.stream.stage is not None:  # load stage of each request (staged workloads)
@@ -44,8 +42,11 @@ def assemble(sim: Simulation) -> SimulationResult:
     last = req_df["finish"].max()
     hi = (float(last) if not np.isnan(last) else lo) - mcfg.cooldown_s
     window = (lo, max(hi, lo))
-    measured = [r for r in requests if window[0] <= r.arrival <= window[1]]
-    spans = DecodeSpans.of(measured)
+    # the requests in the window, replica by replica in the order each accounted for them
+    accounted = records.accounted(n)
+    arrival = records.columns()["arrival"][accounted]
+    measured = accounted[(window[0] <= arrival) & (arrival <= window[1])]
+    spans = records.spans(measured)
     itl = spans.gaps(ends)
     summary = summarize(req_df, steps_df, itl, window, mcfg)
     hits = [rep.policy.pool for rep in sim.replicas]  # type: ignore[attr-defined]
@@ -88,7 +89,7 @@ def _groups(
     req_df: pd.DataFrame,
     steps_df: pd.DataFrame,
     step_rows: list[np.ndarray],
-    measured: list[Request],
+    measured: np.ndarray,  # record numbers of the requests in the window
     spans: DecodeSpans,
     ends: list[np.ndarray],
     window: tuple[float, float],
@@ -101,9 +102,7 @@ def _groups(
     ids = req_df["request_id"].to_numpy()
     # position in ``measured`` of each request, by id (-1: outside the measured window)
     position = np.full(len(ids) and int(ids.max()) + 1, -1, dtype=np.int64)
-    position[np.fromiter((r.id for r in measured), np.int64, len(measured))] = np.arange(
-        len(measured)
-    )
+    position[sim.records.columns()["id"][measured]] = np.arange(len(measured))
     n = len(sim.replicas)
     served = _rows_by(req_df["replica"].to_numpy(), n)
     prefilled = _rows_by(req_df["prefill_replica"].to_numpy(), n)

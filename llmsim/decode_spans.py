@@ -23,8 +23,8 @@ from llmsim.request import Request
 
 @dataclass(frozen=True)
 class DecodeSpans:
-    """The decode spans and lone gaps of a list of requests, flat; entries of one request are
-    contiguous and in its own order (its extra gaps first, then its spans)."""
+    """The decode spans and lone gaps of a list of requests, flat; the entries of each
+    request in its own order (its extra gaps first, then its spans)."""
 
     replica: np.ndarray  # per request
     owner: np.ndarray  # per entry: the request's position in the list

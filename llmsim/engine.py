@@ -40,6 +40,7 @@ from llmsim.errors import ConfigError
 from llmsim.metrics import StepLog
 from llmsim.policies.base import Plan
 from llmsim.preflight import refuse_unfinishable
+from llmsim.records import RequestRecords
 from llmsim.replica import Replica, build_replica
 from llmsim.request import Request, Status
 from llmsim.result import SimulationResult
@@ -86,6 +87,13 @@ class Simulation:
         )
         self.env = simpy.Environment()
         self.log = StepLog()
+        # Each finished or rejected request as columns; the Request objects are let go unless
+        # ``keep_requests`` (tests that inspect them after the run set it)
+        self.records = RequestRecords()
+        self.keep_requests = False
+        # a policy whose ``finished`` is its own list (not a copy made on each read) has it
+        # emptied as the engine accounts for its requests
+        self._owned = [rep.policy.finished is rep.policy.finished for rep in self.replicas]
         self._idle: dict[int, simpy.Event] = {}
         self._open_next = math.inf  # next open-loop arrival time
         self._pending: list[float] = []  # other scheduled arrivals (closed loop, KV transfers)
@@ -95,7 +103,6 @@ class Simulation:
         self._sent = 0
         self._progress: ProgressFn | None = None
         self._tick = max(1, len(self.stream) // 100)
-        self.unroutable: list[Request] = []  # requests of a class no pool serves
         self._done = 0  # requests finished, handed back to their client or rejected
         self._drained: simpy.Event | None = None  # a drained stage's wait for ``_done``
         self._drain_target = 0
@@ -163,8 +170,8 @@ class Simulation:
             reason = ""
         if reason:
             r.reject(t, reason)
-            self.unroutable.append(r)
             self._on_finish(r, t)
+            self.records.add(r, -1)
             return
         rep = self.router.choose(r, candidates, self._affinity(r))
         assert isinstance(rep, Replica)
@@ -242,6 +249,10 @@ class Simulation:
                 r.first_token += rep.frontend_s
             self._hold(rep, r, -1)
             self._on_finish(r, r.finish)
+            self.records.add(r, rep.index)
+        if self._owned[rep.index] and not self.keep_requests:
+            done.clear()
+            rep.seen = 0
         if rep.role == "prefill" and (handoffs := rep.policy.handoffs):  # type: ignore[attr-defined]
             for r in handoffs:
                 self._hold(rep, r, -1)

@@ -36,7 +36,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llmsim.limits import MAX_MS, MAX_SECONDS
 from llmsim.policies.base import Plan, StepStats
-from llmsim.request import REJECT_REASONS, Request, Status
 
 PERCENTILES = (50, 90, 99)
 
@@ -154,50 +153,13 @@ class StepLog:
                 "kv_blocks": np.array(self._kv_blocks, dtype=np.int64),
                 "num_waiting": per_event("num_waiting", np.int32),
                 "num_running": per_event("num_running", np.int32),
-            }
+            },
+            copy=False,  # the arrays are new: no second copy of the table
         )
         df["end"] = df["start"] + df["duration"]
         totals = np.asarray(kv_total, dtype=float)
         df["kv_usage"] = df["kv_blocks"] / totals[df["replica"].to_numpy()]
         return df
-
-
-def requests_frame(requests: Sequence[Request]) -> pd.DataFrame:
-    """One row per request, sorted by id, with its latency metrics in seconds."""
-    rs = sorted(requests, key=lambda r: r.id)
-    df = pd.DataFrame(
-        {
-            "request_id": np.fromiter((r.id for r in rs), np.int64, len(rs)),
-            "replica": np.fromiter((r.replica for r in rs), np.int32, len(rs)),
-            "prefill_replica": np.fromiter((r.prefill_replica for r in rs), np.int32, len(rs)),
-            "request_class": [r.tag for r in rs],
-            "status": pd.Categorical(
-                [r.status.name.lower() for r in rs],
-                categories=[s.name.lower() for s in Status],
-            ),
-            "arrival": np.fromiter((r.arrival for r in rs), float, len(rs)),
-            "first_scheduled": np.fromiter((r.first_scheduled for r in rs), float, len(rs)),
-            "first_token": np.fromiter((r.first_token for r in rs), float, len(rs)),
-            "finish": np.fromiter((r.finish for r in rs), float, len(rs)),
-            "prompt_tokens": np.fromiter((r.prompt_tokens for r in rs), np.int64, len(rs)),
-            "output_tokens": np.fromiter((r.num_output for r in rs), np.int64, len(rs)),
-            "reject_reason": pd.Categorical(
-                [r.reject_reason for r in rs], categories=["", *REJECT_REASONS]
-            ),
-            "cached_tokens": np.fromiter((r.cached_tokens for r in rs), np.int64, len(rs)),
-            "preemptions": np.fromiter((r.preemptions for r in rs), np.int32, len(rs)),
-            "recomputed_tokens": np.fromiter((r.recomputed_tokens for r in rs), np.int64, len(rs)),
-            "queue_time": np.fromiter((r.queue_time for r in rs), float, len(rs)),
-        }
-    )
-    done = df["status"] == "finished"
-    for col in ("first_scheduled", "first_token", "finish"):
-        df.loc[df[col] < 0, col] = np.nan
-    df["ttft"] = (df["first_token"] - df["arrival"]).where(done)
-    df["e2e"] = (df["finish"] - df["arrival"]).where(done)
-    gen = (df["output_tokens"] - 1).where(df["output_tokens"] > 1)
-    df["tpot"] = ((df["e2e"] - df["ttft"]) / gen).where(done)
-    return df
 
 
 @dataclass(frozen=True)

@@ -142,6 +142,7 @@ def make_offload_scenario(gib: float, **over: object) -> llmsim.Scenario:
 def test_offload_saves_recomputation_end_to_end() -> None:
     off = llmsim.simulate(make_offload_scenario(0.0))
     sim = llmsim.Simulation(make_offload_scenario(32.0))
+    sim.keep_requests = True
     on = sim.run()
     policy = sim.replicas[0].policy
     host = policy.host  # type: ignore[attr-defined]

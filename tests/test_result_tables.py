@@ -93,6 +93,7 @@ def test_group_tables_equal_the_masked_computation(scenario: str) -> None:
         ROOT / "scenarios" / f"{scenario}.yaml", ["workload.num_requests=300"]
     )
     sim = Simulation(sc)
+    sim.keep_requests = True
     res = sim.run()
     assert res.by_pool is not None and res.by_replica is not None
     pd.testing.assert_frame_equal(res.by_pool, _by_masks(sim, res, "pool"), check_exact=True)
@@ -115,18 +116,22 @@ def test_gaps_of_any_group_equal_the_request_by_request_loop(
         ROOT / "scenarios" / f"{scenario}.yaml", ["workload.num_requests=300", *overrides]
     )
     sim = Simulation(sc)
+    sim.keep_requests = True
     res = sim.run()
     requests = [r for rep in sim.replicas for r in rep.policy.finished]
     decode = res.steps[res.steps["decode_tokens"] > 0]
     ends = [decode.loc[decode["replica"] == rep.index, "end"].to_numpy() for rep in sim.replicas]
-    spans = DecodeSpans.of(requests)
+    # from the requests, and as the engine keeps them (columns appended as each finished,
+    # numbered in the order the replicas accounted for them, as ``requests`` is)
+    both = [DecodeSpans.of(requests), sim.records.spans(sim.records.accounted(len(sim.replicas)))]
     rng = np.random.default_rng(0)
     groups = [np.arange(len(requests)), rng.permutation(len(requests))]
     groups += [np.sort(rng.choice(len(requests), size=k, replace=False)) for k in (1, 7, 150)]
     for members in groups:
         want = _gaps_by_loop([requests[i] for i in members], ends)
-        got = spans.gaps(ends, members)
-        np.testing.assert_array_equal(got.values, want.values)
-        np.testing.assert_array_equal(got.weights, want.weights)
+        for spans in both:
+            got = spans.gaps(ends, members)
+            np.testing.assert_array_equal(got.values, want.values)
+            np.testing.assert_array_equal(got.weights, want.weights)
     if "kv_blocks" in " ".join(overrides):
         assert any(r.extra_gaps for r in requests)  # the lone gaps were exercised

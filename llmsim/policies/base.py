@@ -73,5 +73,7 @@ class Policy(Protocol):
 
     @property
     def finished(self) -> list[Request]:
-        """Requests finished or rejected so far, in order of completion."""
+        """Requests finished or rejected, in order of completion: the policy appends them;
+        the engine removes them as it accounts for them (unless this returns a new list on
+        every read)."""
         ...

@@ -44,6 +44,15 @@ class VictimQueue:
             if members.pop(seq, None) is not None:
                 return r
 
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def compact(self, members: dict[int, Request]) -> None:
+        """Drop the entries of requests that left (keys are distinct: the order of what
+        stays is unchanged), so that a long run does not keep every request it served."""
+        self._heap = [e for e in self._heap if e[2] in members]
+        heapq.heapify(self._heap)
+
     def peek(self, members: dict[int, Request]) -> tuple[int, int] | None:
         """The victim's key, or None when ``members`` is empty."""
         heap = self._heap
@@ -90,6 +99,10 @@ class DecodeSet:
         self.members[self._seq] = r
         heapq.heappush(self.heap, (r.finish_decode, self._seq, r))
         self.victims.push(victim, self._seq, r)
+        if len(self.victims) > 2 * len(self.members) + 64:  # mostly requests that left
+            self.victims.compact(self.members)
+            self.heap = [e for e in self.heap if e[1] in self.members]
+            heapq.heapify(self.heap)
         self.n += 1
         self.sum_c += c
         if self.paged:
