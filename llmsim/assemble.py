@@ -42,13 +42,15 @@ def assemble(sim: Simulation) -> SimulationResult:
     last = req_df["finish"].max()
     hi = (float(last) if not np.isnan(last) else lo) - mcfg.cooldown_s
     window = (lo, max(hi, lo))
-    # the requests in the window, replica by replica in the order each accounted for them
-    accounted = records.accounted(n)
-    arrival = records.columns()["arrival"][accounted]
-    measured = accounted[(window[0] <= arrival) & (arrival <= window[1])]
+    # the requests in the window, in order of id (as in the requests table)
+    col = records.columns()
+    by_id = np.argsort(col["id"], kind="stable")
+    arrival = col["arrival"][by_id]
+    measured = by_id[(window[0] <= arrival) & (arrival <= window[1])]
     spans = records.spans(measured)
     itl = spans.gaps(ends)
-    summary = summarize(req_df, steps_df, itl, window, mcfg)
+    whole = summarize(req_df, steps_df, itl, window, mcfg)
+    summary = dict(whole)
     hits = [rep.policy.pool for rep in sim.replicas]  # type: ignore[attr-defined]
     if any(p.query_tokens for p in hits):
         queried = sum(p.query_tokens for p in hits)
@@ -63,7 +65,7 @@ def assemble(sim: Simulation) -> SimulationResult:
     busy = float(steps_df["duration"].sum())
     summary["busy_fraction"] = busy / length / len(sim.replicas) if length > 0 else 0.0
     groups = (
-        _groups(sim, req_df, steps_df, step_rows, measured, spans, ends, window)
+        _groups(sim, req_df, steps_df, step_rows, measured, spans, ends, window, whole)
         if len(pools) > 1
         else {}
     )
@@ -93,10 +95,12 @@ def _groups(
     spans: DecodeSpans,
     ends: list[np.ndarray],
     window: tuple[float, float],
+    whole: dict[str, float],
 ) -> dict[str, pd.DataFrame]:
     """The summary per pool and per replica. A prefill replica (disaggregated serving) is
     credited with the requests it prefilled, a decode or mixed one with those it served.
-    ``step_rows[i]``: the rows of ``steps_df`` that are replica i's steps."""
+    ``step_rows[i]``: the rows of ``steps_df`` that are replica i's steps; ``whole``: the
+    summary of every request and step (a group of them all is summarized the same way)."""
     mcfg = sim.scenario.metrics
     length = window[1] - window[0]
     ids = req_df["request_id"].to_numpy()
@@ -123,9 +127,12 @@ def _groups(
         table = {}
         for name, (req_rows, st_rows) in groups.items():
             st = _take(steps_df, st_rows)
-            mine = position[ids[req_rows]]
-            itl = spans.gaps(ends, mine[mine >= 0])
-            row = summarize(_take(req_df, req_rows), st, itl, window, mcfg)
+            if len(req_rows) == len(req_df) and len(st_rows) == len(steps_df):
+                row = dict(whole)  # a pool of every replica: the run's own summary
+            else:
+                mine = position[ids[req_rows]]
+                itl = spans.gaps(ends, mine[mine >= 0])
+                row = summarize(_take(req_df, req_rows), st, itl, window, mcfg)
             count = sum(1 for rep in sim.replicas if rep.pool == name) if key == "pool" else 1
             busy = float(st["duration"].sum())
             row["busy_fraction"] = busy / length / count if length > 0 else 0.0

@@ -171,7 +171,7 @@ class Simulation:
         if reason:
             r.reject(t, reason)
             self._on_finish(r, t)
-            self.records.add(r, -1)
+            self.records.add(r)
             return
         rep = self.router.choose(r, candidates, self._affinity(r))
         assert isinstance(rep, Replica)
@@ -249,7 +249,7 @@ class Simulation:
                 r.first_token += rep.frontend_s
             self._hold(rep, r, -1)
             self._on_finish(r, r.finish)
-            self.records.add(r, rep.index)
+            self.records.add(r)
         if self._owned[rep.index] and not self.keep_requests:
             done.clear()
             rep.seen = 0

@@ -127,7 +127,9 @@ class StepLog:
         return len(self._duration)
 
     def frame(self, kv_total: Sequence[int]) -> pd.DataFrame:
-        events = np.array(self._events, dtype=np.int64).reshape(-1, len(self.EVENT_FIELDS))
+        """The steps table; the log is spent (its durations and KV counts become the table's
+        columns without a copy; nothing can be recorded after)."""
+        events = np.frombuffer(self._events, dtype=np.int64).reshape(-1, len(self.EVENT_FIELDS))
         col = dict(zip(self.EVENT_FIELDS, events.T, strict=True))
         counts = col["steps"]
         n = int(counts.sum())
@@ -135,12 +137,15 @@ class StepLog:
         def per_event(name: str, dtype: type) -> np.ndarray:
             return np.repeat(col[name].astype(dtype), counts)
 
-        duration = np.array(self._duration, dtype=float)
+        duration = np.frombuffer(self._duration, dtype=float)
         # start of each step: its run's start plus the durations before it within the run
         run_first = np.concatenate(([0], np.cumsum(counts)[:-1]))
-        offsets = np.cumsum(duration) - duration
+        offsets = np.cumsum(duration)
+        offsets -= duration
         offsets -= np.repeat(offsets[run_first] if n else offsets, counts)
-        start = np.repeat(np.array(self._start, dtype=float), counts) + offsets
+        start = np.repeat(np.frombuffer(self._start, dtype=float), counts)
+        start += offsets
+        del offsets
         df = pd.DataFrame(
             {
                 "replica": per_event("replica", np.int32),
@@ -150,15 +155,16 @@ class StepLog:
                 "prefill_tokens": per_event("prefill_tokens", np.int64),
                 "decode_tokens": per_event("decode_seqs", np.int32),
                 "sampled_tokens": per_event("sampled", np.int32),
-                "kv_blocks": np.array(self._kv_blocks, dtype=np.int64),
+                "kv_blocks": np.frombuffer(self._kv_blocks, dtype=np.int64),
                 "num_waiting": per_event("num_waiting", np.int32),
                 "num_running": per_event("num_running", np.int32),
             },
-            copy=False,  # the arrays are new: no second copy of the table
+            copy=False,  # new arrays, or the log's own: no second copy of the table
         )
         df["end"] = df["start"] + df["duration"]
         totals = np.asarray(kv_total, dtype=float)
         df["kv_usage"] = df["kv_blocks"] / totals[df["replica"].to_numpy()]
+        self._start, self._events = array("d"), array("q")  # in the table now
         return df
 
 
@@ -183,7 +189,9 @@ class Weighted:
         if not n:
             return float("nan")
         mean = np.dot(self.values, self.weights) / n
-        return float(np.sqrt(np.dot((self.values - mean) ** 2, self.weights) / n))
+        dev = self.values - mean
+        np.multiply(dev, dev, out=dev)  # squared in place (one array of the sample's size)
+        return float(np.sqrt(np.dot(dev, self.weights) / n))
 
     def percentile(self, q: float) -> float:
         """Equal to ``np.percentile(np.repeat(values, weights), q)`` (linear method)."""
@@ -196,7 +204,9 @@ class Weighted:
             return [float("nan")] * len(qs)
         order = np.argsort(self.values)  # the order of equal values changes no percentile
         v = self.values[order]
-        cum = np.cumsum(self.weights[order])
+        cum = self.weights[order]
+        del order
+        np.cumsum(cum, out=cum)
         out = []
         for q in qs:
             h = (n - 1) * q / 100.0

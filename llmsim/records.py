@@ -28,7 +28,6 @@ _INTS = (
     "recomputed_tokens",
     "status",
     "reason",
-    "source",  # the replica whose policy finished or refused it; -1: none could take it
 )
 _FLOATS = ("arrival", "first_scheduled", "first_token", "finish", "queue_time")
 _REASON_CODE = {reason: code for code, reason in enumerate(["", *REJECT_REASONS])}
@@ -52,9 +51,8 @@ class RequestRecords:
     def __len__(self) -> int:
         return len(self._tags)
 
-    def add(self, r: Request, source: int) -> None:
-        """Record ``r``, finished or rejected; ``source``: the replica that accounted for it
-        (-1 when no replica could take it)."""
+    def add(self, r: Request) -> None:
+        """Record ``r``, finished or rejected."""
         k = len(self._tags)
         self._ints.extend(
             (
@@ -68,7 +66,6 @@ class RequestRecords:
                 r.recomputed_tokens,
                 r.status,
                 _REASON_CODE[r.reject_reason],
-                source,
             )
         )
         self._floats.extend((r.arrival, r.first_scheduled, r.first_token, r.finish, r.queue_time))
@@ -92,12 +89,6 @@ class RequestRecords:
         out.update(zip(_FLOATS, floats.T, strict=True))
         return out
 
-    def accounted(self, n_replicas: int) -> np.ndarray:
-        """Record numbers replica by replica, each replica's in the order it accounted for
-        them, then the requests no replica could take."""
-        source = self.columns()["source"]
-        return np.argsort(np.where(source < 0, n_replicas, source), kind="stable")
-
     def spans(self, members: np.ndarray) -> DecodeSpans:
         """The decode spans of the records ``members``, numbered by their place in it."""
         place = np.full(len(self), -1, dtype=np.int64)
@@ -118,7 +109,7 @@ class RequestRecords:
         order = np.argsort(col["id"], kind="stable")
 
         def take(name: str, dtype: type) -> np.ndarray:
-            return col[name][order].astype(dtype)
+            return col[name][order].astype(dtype, copy=False)
 
         tags = self._tags
         df = pd.DataFrame(

@@ -118,12 +118,13 @@ def test_gaps_of_any_group_equal_the_request_by_request_loop(
     sim = Simulation(sc)
     sim.keep_requests = True
     res = sim.run()
-    requests = [r for rep in sim.replicas for r in rep.policy.finished]
+    requests = sorted((r for rep in sim.replicas for r in rep.policy.finished), key=lambda r: r.id)
     decode = res.steps[res.steps["decode_tokens"] > 0]
     ends = [decode.loc[decode["replica"] == rep.index, "end"].to_numpy() for rep in sim.replicas]
     # from the requests, and as the engine keeps them (columns appended as each finished,
-    # numbered in the order the replicas accounted for them, as ``requests`` is)
-    both = [DecodeSpans.of(requests), sim.records.spans(sim.records.accounted(len(sim.replicas)))]
+    # numbered here by id, as ``requests`` is)
+    by_id = np.argsort(sim.records.columns()["id"], kind="stable")
+    both = [DecodeSpans.of(requests), sim.records.spans(by_id)]
     rng = np.random.default_rng(0)
     groups = [np.arange(len(requests)), rng.permutation(len(requests))]
     groups += [np.sort(rng.choice(len(requests), size=k, replace=False)) for k in (1, 7, 150)]
