@@ -241,18 +241,19 @@ class Simulation:
     def _collect(self, rep: Replica) -> None:
         """Account for what the replica's policy finished or handed off since last time."""
         done = rep.policy.finished
-        while rep.seen < len(done):
-            r = done[rep.seen]
-            rep.seen += 1
-            if rep.frontend_s and r.status == Status.FINISHED:  # via the API server
-                r.finish += rep.frontend_s
-                r.first_token += rep.frontend_s
-            self._hold(rep, r, -1)
-            self._on_finish(r, r.finish)
-            self.records.add(r)
-        if self._owned[rep.index] and not self.keep_requests:
-            done.clear()
-            rep.seen = 0
+        if rep.seen < len(done):
+            while rep.seen < len(done):
+                r = done[rep.seen]
+                rep.seen += 1
+                if rep.frontend_s and r.status == Status.FINISHED:  # via the API server
+                    r.finish += rep.frontend_s
+                    r.first_token += rep.frontend_s
+                self._hold(rep, r, -1)
+                self._on_finish(r, r.finish)
+                self.records.add(r)
+            if self._owned[rep.index] and not self.keep_requests:
+                done.clear()
+                rep.seen = 0
         if rep.role == "prefill" and (handoffs := rep.policy.handoffs):  # type: ignore[attr-defined]
             for r in handoffs:
                 self._hold(rep, r, -1)
