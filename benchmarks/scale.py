@@ -13,10 +13,13 @@ Cases (default: startup vidur single ladder):
   (about 80 % of its saturation rate);
 - ``ladder``: the same 100,000 requests on 1, 4, 16 and 64 replicas, the arrival rate scaled
   with the replicas (the same load on each);
-- ``million``: 1,000,000 requests on 16 replicas (minutes).
+- ``million``: 1,000,000 requests on 16 replicas (minutes);
+- ``pool``: ``llmsim sweep`` of 8 points (quickstart, 20,000 requests each, rates 1-6 req/s)
+  on a process pool of 1 and of every CPU (``-j``), with the wall time and the speed-up.
 
 CPU seconds rather than wall seconds, because a shared machine's wall clock measures the
-neighbours too. With ``--repeat N`` each case runs N times and the lowest figures are shown.
+neighbours too (except for ``pool``, whose point is the wall time). With ``--repeat N`` each
+case runs N times and the lowest figures are shown.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +43,8 @@ SOURCE = ROOT  # the llmsim source tree that runs (--source)
 
 
 def measure(args: list[str]) -> tuple[float, float]:
-    """CPU seconds and peak RSS (MiB) of one ``python -m llmsim ARGS`` process."""
+    """CPU seconds and peak RSS (MiB) of one ``python -m llmsim ARGS`` process (its CPU
+    seconds include its worker processes')."""
     env = {**os.environ, "PYTHONPATH": str(SOURCE)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "llmsim", *args],
@@ -74,6 +79,28 @@ def run_case(label: str, args: list[str], repeat: int, requests: int | None = No
         print(line, flush=True)
 
 
+def pool_case(repeat: int) -> None:
+    """The same sweep on one worker and on every CPU: wall seconds, CPU seconds, speed-up."""
+    cpus = len(os.sched_getaffinity(0))
+    walls = {}
+    for jobs in dict.fromkeys((1, cpus)):
+        times = []
+        for _ in range(repeat):
+            with tempfile.TemporaryDirectory() as tmp:
+                sweep = ["sweep", QUICKSTART, "--vary", "workload.arrival.rate=1:6:8", "--set",
+                         "workload.num_requests=20000", "-j", str(jobs), "-q", "--no-plots",
+                         "-o", tmp]  # fmt: skip
+                t0 = time.perf_counter()
+                cpu, _ = measure(sweep)
+                times.append((time.perf_counter() - t0, cpu))
+        wall, cpu = min(times)
+        walls[jobs] = wall
+        print(f"sweep of 8 points, -j {jobs:<2}{'':25} {wall:8.2f} wall-s {cpu:8.2f} CPU-s",
+              flush=True)  # fmt: skip
+    if cpus > 1:
+        print(f"speed-up on {cpus} workers: {walls[1] / walls[cpus]:.2f}x", flush=True)
+
+
 def fleet(requests: int, replicas: int) -> list[str]:
     return [
         "run",
@@ -89,7 +116,7 @@ def fleet(requests: int, replicas: int) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    cases = ("startup", "vidur", "single", "ladder", "million")
+    cases = ("startup", "vidur", "single", "ladder", "million", "pool")
     ap.add_argument("cases", nargs="*", choices=cases, default=list(cases[:4]))
     ap.add_argument("--repeat", type=int, default=1, help="runs per case (lowest shown)")
     ap.add_argument(
@@ -115,6 +142,8 @@ def main() -> None:
             run_case(f"100,000 requests, {k} replica(s)", fleet(100_000, k), r, 100_000)
     if "million" in args.cases:
         run_case("1,000,000 requests, 16 replicas", fleet(1_000_000, 16), r, 1_000_000)
+    if "pool" in args.cases:
+        pool_case(r)
 
 
 if __name__ == "__main__":
