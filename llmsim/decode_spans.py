@@ -110,8 +110,3 @@ class DecodeSpans:
         w = np.concatenate(weights)
         keep = w > 0
         return Weighted(v[keep], w[keep])
-
-
-def inter_token_gaps(requests: Sequence[Request], decode_ends: Sequence[np.ndarray]) -> Weighted:
-    """All inter-token gaps of ``requests``, pooled (see :meth:`DecodeSpans.gaps`)."""
-    return DecodeSpans.of(requests).gaps(decode_ends)

@@ -2,7 +2,7 @@
 
 The engine appends each request here as it accounts for it (finished, or rejected) and lets
 the :class:`~llmsim.request.Request` object go: a run holds a few numbers per request instead
-of a Python object with its lists (a tenth of the memory at a million requests). The
+of a Python object with its lists (about a fifth of the memory per request). The
 requests table, and the inter-token gaps of any group of requests, are built from these
 columns once the run is over.
 """
