@@ -383,3 +383,14 @@ def test_written_scenario_is_plain_yaml(quick_run: tuple[Path, str]) -> None:
     assert data["workload"]["num_requests"] == 200
     assert data["model"] == "Llama-3.1-8B"
     assert data["policy"]["kind"] == "continuous"
+
+
+def test_per_pool_table_is_whole_when_piped(tmp_path: Path) -> None:
+    """Printed to a pipe (80 columns), the per-pool table widens instead of cutting names,
+    headers and values."""
+    scenario = ROOT / "scenarios" / "disaggregated.yaml"
+    res = invoke("run", scenario, "--set", "workload.num_requests=200", "-o", tmp_path)
+    assert res.exit_code == 0, res.output
+    table = res.output[res.output.index("Per pool") :]
+    assert "…" not in table
+    assert "│ prefill │" in table and "completed" in table and "TTFT p99 ms" in table
