@@ -12,10 +12,9 @@ from enum import Enum
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from llmsim.cli.common import out_console
+from llmsim.cli.common import print_table
 
 
 class Format(str, Enum):
@@ -64,8 +63,7 @@ def emit(title: str, columns: Sequence[Column], records: list[dict[str, Any]], f
         t.add_column(head, justify="right" if right else "left", no_wrap=i == 0)
     for rec in records:
         t.add_row(*(show(rec[key]) for key, _, show, _ in columns))
-    console = out_console if out_console.is_terminal else Console(width=10_000)
-    console.print(t)
+    print_table(t)
 
 
 def hardware(fmt: FormatOpt = Format.table) -> None:

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from llmsim.errors import LlmsimError
 
@@ -37,6 +38,14 @@ class _Console(Console):
 
 out_console = _Console()
 err_console = _Console(stderr=True)
+
+
+def print_table(table: Table) -> None:
+    """Print ``table`` on stdout: on a terminal within its width, piped to a file or another
+    program at the table's full width (no value cut or wrapped)."""
+    console = out_console if out_console.is_terminal else _Console(width=10_000)
+    console.print(table)
+
 
 ScenarioArg = Annotated[Path, typer.Argument(help="Scenario YAML file.", show_default=False)]
 JobsOpt = Annotated[

@@ -16,6 +16,7 @@ from llmsim.cli.common import (
     fail,
     load,
     out_console,
+    print_table,
     progress_bar,
     warn,
 )
@@ -268,19 +269,7 @@ def _print_groups(frame: pd.DataFrame, title: str) -> None:
         t.add_column(head, justify="right")
     for name, row in frame.iterrows():
         t.add_row(str(name), *(fmt.format(row[key]) for key, (_, fmt) in GROUP_COLUMNS.items()))
-    if out_console.is_terminal:
-        out_console.print(t)
-        return
-    # piped or captured: as wide as the table needs, no name or value cut
-    from rich.measure import Measurement
-
-    width = out_console.width
-    wide = out_console.options.update_width(10_000)
-    out_console.width = max(width, Measurement.get(out_console, wide, t).maximum)
-    try:
-        out_console.print(t)
-    finally:
-        out_console.width = width
+    print_table(t)
 
 
 def validate(scenario: ScenarioArg, overrides: SetOpt = None) -> None:
