@@ -65,7 +65,7 @@ def assemble(sim: Simulation) -> SimulationResult:
     busy = float(steps_df["duration"].sum())
     summary["busy_fraction"] = busy / length / len(sim.replicas) if length > 0 else 0.0
     groups = (
-        _groups(sim, req_df, steps_df, step_rows, measured, spans, ends, window, whole)
+        _groups(sim, req_df, steps_df, step_rows, col["id"][measured], spans, ends, window, whole)
         if len(pools) > 1
         else {}
     )
@@ -91,7 +91,7 @@ def _groups(
     req_df: pd.DataFrame,
     steps_df: pd.DataFrame,
     step_rows: list[np.ndarray],
-    measured: np.ndarray,  # record numbers of the requests in the window
+    measured: np.ndarray,  # ids of the requests in the window, in the order ``spans`` has
     spans: DecodeSpans,
     ends: list[np.ndarray],
     window: tuple[float, float],
@@ -106,7 +106,7 @@ def _groups(
     ids = req_df["request_id"].to_numpy()
     # position in ``measured`` of each request, by id (-1: outside the measured window)
     position = np.full(len(ids) and int(ids.max()) + 1, -1, dtype=np.int64)
-    position[sim.records.columns()["id"][measured]] = np.arange(len(measured))
+    position[measured] = np.arange(len(measured))
     n = len(sim.replicas)
     served = _rows_by(req_df["replica"].to_numpy(), n)
     prefilled = _rows_by(req_df["prefill_replica"].to_numpy(), n)

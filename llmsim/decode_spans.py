@@ -5,9 +5,10 @@ replica, and when the token that opened the span was emitted) with, after a pree
 the spans do not cover (``Request.extra_gaps``). Each span's first gap is its first step's end
 less that emission; its later gaps are the step-to-step gaps of the replica it ran on. The gaps
 of a group of requests are therefore each replica's step gaps weighted by how many of the
-group's spans cover them, plus the group's first and extra gaps: :class:`DecodeSpans` flattens
-the spans once into arrays, and :meth:`DecodeSpans.gaps` answers for any group with array
-operations (the per-pool and per-replica tables ask once per group).
+group's spans cover them, plus the group's first and extra gaps: :class:`DecodeSpans` holds
+the spans flattened into arrays (by :class:`llmsim.records.RequestRecords`, as each request
+finishes), and :meth:`DecodeSpans.gaps` answers for any group with array operations (the
+per-pool and per-replica tables ask once per group).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from llmsim.metrics import Weighted
-from llmsim.request import Request
 
 
 @dataclass(frozen=True)
@@ -31,31 +31,6 @@ class DecodeSpans:
     start: np.ndarray  # per entry: first decode step of a span (-1: a lone gap)
     stop: np.ndarray  # per entry: one past its last step
     value: np.ndarray  # per entry: the emission that opened the span, or the lone gap
-
-    @staticmethod
-    def of(requests: Sequence[Request]) -> DecodeSpans:
-        owner: list[int] = []
-        start: list[int] = []
-        stop: list[int] = []
-        value: list[float] = []
-        for i, r in enumerate(requests):
-            for gap in r.extra_gaps:
-                owner.append(i)
-                start.append(-1)
-                stop.append(-1)
-                value.append(gap)
-            for s, e, emit in r.segments:
-                owner.append(i)
-                start.append(s)
-                stop.append(e)
-                value.append(emit)
-        return DecodeSpans(
-            np.fromiter((r.replica for r in requests), np.int64, len(requests)),
-            np.asarray(owner, dtype=np.int64),
-            np.asarray(start, dtype=np.int64),
-            np.asarray(stop, dtype=np.int64),
-            np.asarray(value, dtype=float),
-        )
 
     def gaps(
         self, decode_ends: Sequence[np.ndarray], members: np.ndarray | None = None

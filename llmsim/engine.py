@@ -242,17 +242,17 @@ class Simulation:
         """Account for what the replica's policy finished or handed off since last time."""
         done = rep.policy.finished
         if rep.seen < len(done):
-            while rep.seen < len(done):
-                r = done[rep.seen]
-                rep.seen += 1
+            new = done[rep.seen :]
+            for r in new:
                 if rep.frontend_s and r.status == Status.FINISHED:  # via the API server
                     r.finish += rep.frontend_s
                     r.first_token += rep.frontend_s
                 self._hold(rep, r, -1)
                 self._on_finish(r, r.finish)
                 self.records.add(r)
+            rep.seen += len(new)
             if self._owned[rep.index] and not self.keep_requests:
-                done.clear()
+                del done[: rep.seen]
                 rep.seen = 0
         if rep.role == "prefill" and (handoffs := rep.policy.handoffs):  # type: ignore[attr-defined]
             for r in handoffs:
@@ -382,19 +382,19 @@ class Simulation:
         try:
             while True:
                 total = ends[-1]
-                for _ in range(min(chunk, left)):
+                priced = min(chunk, left)
+                for _ in range(priced):
                     ctx += n
                     d = decode_time(n, ctx)
                     durations.append(d)
                     total += d
                     ends.append(total)
-                left -= min(chunk, left)
+                left -= priced
                 chunk *= 2
                 run.last = len(ends) - 1
-                if env.now == start:
-                    yield env.timeout(total)
-                else:
-                    yield env.timeout(start + total - env.now)
+                # the first wait is ``total`` itself, so that the run ends at start + total
+                # exactly as a run priced whole would
+                yield env.timeout(total if env.now == start else start + total - env.now)
                 if run.cut or not left:
                     break
         except simpy.Interrupt:

@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 
 import llmsim
-from llmsim.decode_spans import DecodeSpans
 from llmsim.engine import Simulation
 from llmsim.metrics import PERCENTILES, Weighted, summarize
 from llmsim.request import Request
@@ -121,18 +120,16 @@ def test_gaps_of_any_group_equal_the_request_by_request_loop(
     requests = sorted((r for rep in sim.replicas for r in rep.policy.finished), key=lambda r: r.id)
     decode = res.steps[res.steps["decode_tokens"] > 0]
     ends = [decode.loc[decode["replica"] == rep.index, "end"].to_numpy() for rep in sim.replicas]
-    # from the requests, and as the engine keeps them (columns appended as each finished,
-    # numbered here by id, as ``requests`` is)
-    by_id = np.argsort(sim.records.columns()["id"], kind="stable")
-    both = [DecodeSpans.of(requests), sim.records.spans(by_id)]
+    # the spans as the engine kept them (appended as each request finished), numbered here
+    # by id, as ``requests`` is
+    spans = sim.records.spans(np.argsort(sim.records.columns()["id"], kind="stable"))
     rng = np.random.default_rng(0)
     groups = [np.arange(len(requests)), rng.permutation(len(requests))]
     groups += [np.sort(rng.choice(len(requests), size=k, replace=False)) for k in (1, 7, 150)]
     for members in groups:
         want = _gaps_by_loop([requests[i] for i in members], ends)
-        for spans in both:
-            got = spans.gaps(ends, members)
-            np.testing.assert_array_equal(got.values, want.values)
-            np.testing.assert_array_equal(got.weights, want.weights)
+        got = spans.gaps(ends, members)
+        np.testing.assert_array_equal(got.values, want.values)
+        np.testing.assert_array_equal(got.weights, want.weights)
     if "kv_blocks" in " ".join(overrides):
         assert any(r.extra_gaps for r in requests)  # the lone gaps were exercised
