@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from llmsim.errors import ConfigError
 from llmsim.hardware import HardwareProfile
 from llmsim.models import ModelSpec
 
 
-@dataclass(frozen=True, slots=True)
-class BatchShape:
+class BatchShape(NamedTuple):
     """What the GPUs see in one forward pass.
 
     Prefill (or a prefill chunk) of request i computes ``q_i`` new tokens on top of ``p_i``
     tokens already in its KV cache; a decode request computes one token over ``c_i`` tokens of
     context (its own included).
+
+    Immutable (a named tuple: one is built for every step, and a tuple is built about three
+    times faster than a frozen dataclass); ``shape._replace(field=...)`` makes a changed copy.
     """
 
     prefill_tokens: int = 0  # sum q_i

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from llmsim.cost.base import BatchShape, CostModel
 
 
@@ -21,8 +19,7 @@ class SpeculativeCostModel:
     def step_time(self, shape: BatchShape) -> float:
         t = self.target.step_time(shape)
         if shape.prefill_seqs:
-            prompt_only = replace(
-                shape,
+            prompt_only = shape._replace(
                 decode_seqs=0,
                 decode_context=0,
                 spec_tokens=0,
