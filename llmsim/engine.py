@@ -338,7 +338,11 @@ class Simulation:
                     yield idle | env.timeout(max(wake - env.now, 0.0))
                 continue
             start = env.now
-            total = step_time(plan.shape) + plan.extra_s
+            shape = plan.shape
+            if plan.decode_steps and not shape.spec_tokens:  # pure decode: the cheap path
+                total = decode_time(shape.decode_seqs, shape.decode_context) + plan.extra_s
+            else:
+                total = step_time(shape) + plan.extra_s
             durations = [total]
             rep.busy = True
             if plan.decode_steps > 1 and not joined and self._cut_runs:
@@ -348,8 +352,8 @@ class Simulation:
                 horizon = 0.0 if joined else self.next_arrival - start
                 if plan.decode_steps > 1 and total < horizon:
                     # the rest of a run of pure-decode steps, until the step a request arrives in
-                    n = plan.shape.decode_seqs
-                    ctx = plan.shape.decode_context
+                    n = shape.decode_seqs
+                    ctx = shape.decode_context
                     for _ in range(plan.decode_steps - 1):
                         ctx += n
                         d = decode_time(n, ctx)

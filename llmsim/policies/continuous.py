@@ -442,11 +442,9 @@ class ContinuousPolicy:
             left = (self._window_left - len(durations)) % self.multi_step
             self._window_left = 0 if alone else left
         end = start + sum(durations)
-        running = (
-            ds.n
-            + len(self.prefilling)
-            + sum(1 for r, _ in plan.prefills if r not in self.prefilling)
-        )
+        running = ds.n + len(self.prefilling)
+        if plan.prefills:
+            running += sum(1 for r, _ in plan.prefills if r not in self.prefilling)
         emitted = None
         if plan.shape.decode_seqs:
             kv, emitted = self._advance_decode(len(durations), end)
