@@ -15,7 +15,12 @@ Cases (default: startup vidur single ladder):
   with the replicas (the same load on each);
 - ``million``: 1,000,000 requests on 16 replicas (minutes);
 - ``pool``: ``llmsim sweep`` of 8 points (quickstart, 20,000 requests each, rates 1-6 req/s)
-  on a process pool of 1 and of every CPU (``-j``), with the wall time and the speed-up.
+  on a process pool of 1 and of every CPU (``-j``), with the wall time and the speed-up;
+- ``instructions``: machine instructions per simulated request, counted by valgrind's
+  cachegrind (needs ``valgrind``): whole runs of 2,500 and 5,000 requests (quickstart on 1
+  and on 16 replicas), the difference divided by 2,500, so start-up cancels; and the
+  instructions of the 10-request run. Unlike CPU time
+  it repeats exactly, so it measures changes of a few percent on a noisy machine.
 
 CPU seconds rather than wall seconds, because a shared machine's wall clock measures the
 neighbours too (except for ``pool``, whose point is the wall time). With ``--repeat N`` each
@@ -27,6 +32,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -101,6 +108,52 @@ def pool_case(repeat: int) -> None:
         print(f"speed-up on {cpus} workers: {walls[1] / walls[cpus]:.2f}x", flush=True)
 
 
+def instructions(args: list[str]) -> int:
+    """Machine instructions of one ``python -m llmsim ARGS`` process, under cachegrind. One
+    BLAS thread and a fixed hash seed, so that the count repeats exactly."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(SOURCE),
+        "PYTHONHASHSEED": "0",
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+    cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
+    proc = subprocess.run(
+        [*cmd, sys.executable, "-m", "llmsim", *args],
+        env=env,
+        cwd=SOURCE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    found = re.search(r"I\s+refs:\s+([\d,]+)", proc.stderr)
+    if proc.returncode != 0 or found is None:
+        raise SystemExit(f"valgrind llmsim {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def instructions_case() -> None:
+    """Instructions per simulated request: runs of 2,500 and 5,000 requests, the difference."""
+    if shutil.which("valgrind") is None:
+        print("instructions: valgrind is not installed; skipped", flush=True)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        ten = instructions(
+            ["run", QUICKSTART, "--set", "workload.num_requests=10", "-q", "-o", tmp]
+        )
+    print(f"{'instructions, 10-request run (start-up)':<44} {ten:16,}", flush=True)
+    for k in (1, 16):
+        counts = []
+        for n in (2_500, 5_000):
+            with tempfile.TemporaryDirectory() as tmp:
+                counts.append(instructions([*fleet(n, k), "-q", "-o", tmp]))
+        per = (counts[1] - counts[0]) / 2_500
+        label = f"instructions per request, {k} replica(s)"
+        print(f"{label:<44} {per:12,.0f}   (whole 2,500-request run: {counts[0]:,})", flush=True)
+
+
 def fleet(requests: int, replicas: int) -> list[str]:
     return [
         "run",
@@ -116,7 +169,7 @@ def fleet(requests: int, replicas: int) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    cases = ("startup", "vidur", "single", "ladder", "million", "pool")
+    cases = ("startup", "vidur", "single", "ladder", "million", "pool", "instructions")
     ap.add_argument("cases", nargs="*", choices=cases, default=list(cases[:4]))
     ap.add_argument("--repeat", type=int, default=1, help="runs per case (lowest shown)")
     ap.add_argument(
@@ -144,6 +197,8 @@ def main() -> None:
         run_case("1,000,000 requests, 16 replicas", fleet(1_000_000, 16), r, 1_000_000)
     if "pool" in args.cases:
         pool_case(r)
+    if "instructions" in args.cases:
+        instructions_case()
 
 
 if __name__ == "__main__":
