@@ -30,12 +30,14 @@ import math
 from bisect import bisect_left
 from collections.abc import Callable, Generator, Hashable
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 import numpy as np
 import simpy
 
 from llmsim.assemble import assemble
+from llmsim.cost.base import BatchShape
 from llmsim.errors import ConfigError
 from llmsim.metrics import StepLog
 from llmsim.policies.base import Plan
@@ -352,15 +354,9 @@ class Simulation:
                 horizon = 0.0 if joined else self.next_arrival - start
                 if plan.decode_steps > 1 and total < horizon:
                     # the rest of a run of pure-decode steps, until the step a request arrives in
-                    n = shape.decode_seqs
-                    ctx = shape.decode_context
-                    for _ in range(plan.decode_steps - 1):
-                        ctx += n
-                        d = decode_time(n, ctx)
-                        durations.append(d)
-                        total += d
-                        if total >= horizon:
-                            break
+                    total = _price_decode(
+                        decode_time, shape, durations, total, plan.decode_steps, horizon
+                    )
                 yield env.timeout(total)
             rep.busy = False
             stats = policy.update(plan, start, durations)
@@ -376,33 +372,23 @@ class Simulation:
         cut short long before their last step). Returns the steps run."""
         env = self.env
         decode_time = rep.cost.decode_step_time
-        n = plan.shape.decode_seqs
-        ctx = plan.shape.decode_context
-        left = plan.decode_steps - 1  # steps not priced yet
+        steps = plan.decode_steps
         durations = [first]
-        ends = [first]  # the same sums as a single run's total would be
-        run = self._running[rep.index] = _Run(start, ends, 0)
+        run = self._running[rep.index] = _Run(start, durations, 0, first)
         chunk = _FIRST_CHUNK
         try:
             while True:
-                total = ends[-1]
-                priced = min(chunk, left)
-                for _ in range(priced):
-                    ctx += n
-                    d = decode_time(n, ctx)
-                    durations.append(d)
-                    total += d
-                    ends.append(total)
-                left -= priced
+                upto = min(len(durations) + chunk, steps)
+                run.end = _price_decode(decode_time, plan.shape, durations, run.end, upto)
                 chunk *= 2
-                run.last = len(ends) - 1
-                # the first wait is ``total`` itself, so that the run ends at start + total
+                run.last = len(durations) - 1
+                # the first wait is the run's end itself, so that the run ends at start + end
                 # exactly as a run priced whole would
-                yield env.timeout(total if env.now == start else start + total - env.now)
-                if run.cut or not left:
+                yield env.timeout(run.end if env.now == start else start + run.end - env.now)
+                if run.cut or len(durations) >= steps:
                     break
         except simpy.Interrupt:
-            yield env.timeout(start + ends[run.last] - env.now)
+            yield env.timeout(start + run.end - env.now)
         finally:
             self._running[rep.index] = None
         return durations[: run.last + 1]
@@ -417,11 +403,14 @@ class Simulation:
         # which can lie in a step of another replica's run that has already been waited out:
         # this run can end no earlier than the step under way.
         now = max(now, self.env.now)
-        k = bisect_left(run.ends, now - run.start)  # first step whose end reaches ``now``
+        # the end of each step priced so far: the same sums as the run's end
+        ends = list(accumulate(run.durations))
+        k = bisect_left(ends, now - run.start)  # first step whose end reaches ``now``
         if k <= run.last:  # (at or before the last step priced so far: no more are priced)
             run.cut = True
             if k < run.last:
                 run.last = k
+                run.end = ends[k]
                 self._procs[rep.index].interrupt()
 
     # --- run ---------------------------------------------------------------------------------
@@ -464,14 +453,39 @@ def _age_objects() -> None:
 _FIRST_CHUNK = 8  # decode steps priced ahead at the start of a run; doubled each time after
 
 
+def _price_decode(
+    decode_time: Callable[[int, int], float],
+    shape: BatchShape,
+    durations: list[float],
+    total: float,
+    upto: int,
+    horizon: float = math.inf,
+) -> float:
+    """Price the steps ``len(durations)`` to ``upto - 1`` of a run of pure-decode steps whose
+    first step has ``shape`` (step j attends ``j`` more tokens per sequence), appending each
+    one's duration; ``total``: the sum of the durations so far. Stops after the step whose
+    end (relative to the run's start) reaches ``horizon``; returns the new total."""
+    n = shape.decode_seqs
+    ctx = shape.decode_context + (len(durations) - 1) * n
+    for _ in range(len(durations), upto):
+        ctx += n
+        d = decode_time(n, ctx)
+        durations.append(d)
+        total += d
+        if total >= horizon:
+            break
+    return total
+
+
 @dataclass
 class _Run:
-    """A run of decode steps in progress: its start, the end of each step (relative to the
-    start) and the index of its last step."""
+    """A run of decode steps in progress: its start, the duration of each step priced so far,
+    the index of its last step and that step's end (relative to the start)."""
 
     start: float
-    ends: list[float]
+    durations: list[float]
     last: int
+    end: float
     cut: bool = False  # an arrival ended the run at ``last``
 
 
