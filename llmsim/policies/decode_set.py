@@ -44,8 +44,9 @@ class VictimQueue:
             if members.pop(seq, None) is not None:
                 return r
 
-    def __len__(self) -> int:
-        return len(self._heap)
+    def stale(self, members: dict[int, Request]) -> bool:
+        """True when most entries are of requests that left: time to :meth:`compact`."""
+        return len(self._heap) > 2 * len(members) + 64
 
     def compact(self, members: dict[int, Request]) -> None:
         """Drop the entries of requests that left (keys are distinct: the order of what
@@ -99,7 +100,7 @@ class DecodeSet:
         self.members[self._seq] = r
         heapq.heappush(self.heap, (r.finish_decode, self._seq, r))
         self.victims.push(victim, self._seq, r)
-        if len(self.victims) > 2 * len(self.members) + 64:  # mostly requests that left
+        if self.victims.stale(self.members):  # (the finish heap has the same entries)
             self.victims.compact(self.members)
             self.heap = [e for e in self.heap if e[1] in self.members]
             heapq.heapify(self.heap)

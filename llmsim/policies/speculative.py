@@ -140,7 +140,7 @@ class SpeculativeDecodeSet:
         self._seq += 1
         self.members[self._seq] = r
         self.victims.push(victim, self._seq, r)
-        if len(self.victims) > 2 * len(self.members) + 64:  # mostly requests that left
+        if self.victims.stale(self.members):
             self.victims.compact(self.members)
 
     def blocks_needed(self, ahead: int = 0) -> int:
